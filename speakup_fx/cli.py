@@ -1,0 +1,48 @@
+"""The ``speakup`` command.
+
+Subcommands: ``bounce``, ``presets``, ``train``, ``eval``, ``demo``. Each lives in the
+module that owns it, which provides ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported only when their subcommand runs.
+
+Exit codes: 0 success; 1 some inputs failed (the rest were processed);
+2 bad usage or bad input (nothing was written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from importlib.metadata import version
+
+SUBCOMMANDS = {
+    "bounce": ("speakup_fx.bounce", "enhance audio/video files or folders"),
+    "presets": ("speakup_fx.presets", "list or show presets"),
+    "train": ("speakup_fx.train.cli", "train the enhancement model (launch with torchrun for DDP)"),
+    "eval": ("speakup_fx.eval.cli", "score noisy input, the classic engine and the model"),
+    "demo": ("speakup_fx.demo", "enhance a generated (or your own) example recording with a preset"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``speakup``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="speakup", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('speakup-fx')}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    wanted = next((a for a in (argv if argv is not None else sys.argv[1:]) if a in SUBCOMMANDS), None)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text)
+        if name == wanted:
+            importlib.import_module(module_name).add_arguments(sub_parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    return importlib.import_module(SUBCOMMANDS[args.command][0]).run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

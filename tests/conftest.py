@@ -1,0 +1,1 @@
+"""Shared pytest configuration: tests import the installed package and ``synthetic`` helpers."""
