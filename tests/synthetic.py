@@ -79,3 +79,87 @@ def impulse(duration_s: float, sample_rate: int, channels: int = 1, at_s: float 
 
 def silence(duration_s: float, sample_rate: int, channels: int = 1) -> np.ndarray:
     return np.zeros((channels, int(duration_s * sample_rate)), np.float32)
+
+
+def write_tiny_corpus(folder, sample_rate: int = 16_000) -> None:
+    """A data folder in the shared layout (``manifest.csv`` + FLAC): 4 speech clips, 2 noises, 1 room response."""
+    import csv
+    from pathlib import Path
+
+    import soundfile as sf
+
+    folder = Path(folder)
+    rows = []
+
+    def write(kind: str, name: str, audio: np.ndarray) -> None:
+        path = folder / kind / f"{name}.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, audio, sample_rate, subtype="PCM_16")
+        rows.append({"split": "train", "kind": kind, "source": "synthetic", "path": f"{kind}/{name}.flac",
+                     "duration_s": len(audio) / sample_rate, "sample_rate": sample_rate, "licence": "CC0"})
+
+    for seed in range(4):
+        write("speech", f"speech{seed}", speech_like(1.5, sample_rate, seed=seed)[0])
+    for seed in range(2):
+        write("noise", f"noise{seed}", noise(1.0, sample_rate, level_db=-20.0, seed=10 + seed)[0])
+    rng = np.random.default_rng(0)
+    t = np.arange(int(0.3 * sample_rate)) / sample_rate
+    rir = (0.2 * rng.standard_normal(len(t)) * np.exp(-6.9 * t / 0.3)).astype(np.float32)
+    rir[0] = 0.9
+    write("rir", "room", rir)
+    with (folder / "manifest.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@lru_cache(maxsize=16)
+def hum(mains_hz: float, duration_s: float, sample_rate: int, channels: int = 1, amplitude: float = 0.05, harmonics: int = 6) -> np.ndarray:
+    """Mains hum: ``mains_hz`` and its harmonics, each 3 dB below the one before."""
+    t = np.arange(int(duration_s * sample_rate)) / sample_rate
+    x = sum(amplitude * 10 ** (-3 * k / 20) * np.sin(2 * np.pi * mains_hz * (k + 1) * t + k) for k in range(harmonics))
+    out = np.tile(x.astype(np.float32), (channels, 1))
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=16)
+def clipped_sine(frequency_hz: float, duration_s: float, sample_rate: int, channels: int = 1, drive: float = 3.0) -> np.ndarray:
+    """A sine driven ``drive`` times past full scale and hard-clipped at +-1 (inter-sample peaks above 0 dBTP)."""
+    t = np.arange(int(duration_s * sample_rate)) / sample_rate
+    x = np.clip(drive * np.sin(2 * np.pi * frequency_hz * t + 0.3), -1.0, 1.0).astype(np.float32)
+    out = np.tile(x, (channels, 1))
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=16)
+def noise_bursts(duration_s: float, sample_rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """Full-scale clipped white-noise bursts (50-300 ms) separated by silence."""
+    rng = np.random.default_rng(seed)
+    n = int(duration_s * sample_rate)
+    out = np.zeros((channels, n), np.float32)
+    start = 0
+    while True:
+        start += int(rng.uniform(0.05, 0.3) * sample_rate)
+        length = int(rng.uniform(0.05, 0.3) * sample_rate)
+        if start + length > n:
+            break
+        out[:, start : start + length] = np.clip(rng.standard_normal((channels, length)) * 0.8, -1.0, 1.0)
+        start += length
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=8)
+def room_impulse_response(rt60_s: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """Synthetic room response ``(frames,)`` float64: a unit direct path and an exponentially decaying noise tail
+    (from 3 ms, as energetic as the direct path)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(1.5 * rt60_s * sample_rate)) / sample_rate
+    tail = rng.standard_normal(t.size) * np.exp(-3 * np.log(10) * t / rt60_s)
+    tail[: int(0.003 * sample_rate)] = 0.0
+    response = tail / np.sqrt(np.sum(tail**2))
+    response[0] += 1.0
+    response.setflags(write=False)
+    return response

@@ -1,0 +1,65 @@
+"""Speed of the generators on CPU with 2 threads, as real-time factor (compute s per audio s).
+
+Target: the default (streaming) 16 kHz generator at RTF <= 0.05, streaming with
+100 ms blocks and whole-file. The paper's WaveNet generator is measured for the ratio.
+Run: ``pytest bench/test_generator_bench.py --benchmark-enable``.
+"""
+
+import pytest
+import torch
+
+from speakup_fx.models.paper import PaperGenerator
+from speakup_fx.models.streaming import StreamingGenerator
+
+SAMPLE_RATE = 16_000
+THREADS = 2
+RTF_TARGET = 0.05
+
+
+@pytest.fixture(autouse=True)
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)
+
+
+def audio(seconds: float) -> torch.Tensor:
+    return 0.1 * torch.randn(1, 1, int(seconds * SAMPLE_RATE), generator=torch.Generator().manual_seed(0))
+
+
+def record(benchmark, seconds: float) -> float:
+    rtf = benchmark.stats.stats.median / seconds
+    benchmark.extra_info["rtf"] = rtf
+    benchmark.extra_info["threads"] = THREADS
+    return rtf
+
+
+@torch.inference_mode()
+def test_default_generator_streams_100ms_blocks_in_real_time(benchmark):
+    generator = StreamingGenerator().eval()
+    x, block = audio(10.0), SAMPLE_RATE // 10
+
+    def run():
+        state = generator.initial_state(1)
+        for i in range(0, x.shape[-1], block):
+            _, state = generator.forward_stream(x[..., i : i + block], state)
+
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    assert record(benchmark, 10.0) <= RTF_TARGET
+
+
+@torch.inference_mode()
+def test_default_generator_whole_file_in_real_time(benchmark):
+    generator = StreamingGenerator().eval()
+    x = audio(10.0)
+    benchmark.pedantic(generator, args=(x,), rounds=5, warmup_rounds=1)
+    assert record(benchmark, 10.0) <= RTF_TARGET
+
+
+@torch.inference_mode()
+def test_paper_generator_whole_file(benchmark):
+    generator = PaperGenerator().eval()
+    x = audio(1.0)
+    benchmark.pedantic(generator, args=(x,), rounds=2, warmup_rounds=1)
+    record(benchmark, 1.0)

@@ -1,0 +1,113 @@
+"""The shared data folder (``manifest.csv``): speech files, noise and impulse-response banks, simulated rooms.
+
+Only ``split == "train"`` rows are ever used for training; ``eval/`` never is.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    split: str
+    kind: str
+    source: str
+    path: Path
+    duration_s: float
+    sample_rate: int
+    licence: str
+
+
+def read_manifest(data_dir: str | Path) -> list[ManifestRow]:
+    """Rows of ``data_dir/manifest.csv`` with absolute paths."""
+    data_dir = Path(data_dir)
+    manifest = data_dir / "manifest.csv"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"data_dir: no manifest.csv in {data_dir}")
+    with manifest.open(newline="") as f:
+        return [
+            ManifestRow(r["split"], r["kind"], r["source"], data_dir / r["path"], float(r["duration_s"]), int(r["sample_rate"]), r["licence"])
+            for r in csv.DictReader(f)
+        ]
+
+
+def train_rows(data_dir: str | Path, kind: str, sample_rate: int | None = None) -> list[ManifestRow]:
+    """Training rows of one ``kind`` ('speech', 'noise', 'rir'), optionally at one native rate."""
+    return [
+        r for r in read_manifest(data_dir) if r.split == "train" and r.kind == kind and (sample_rate is None or r.sample_rate == sample_rate)
+    ]
+
+
+def load_mono(path: Path, sample_rate: int) -> np.ndarray:
+    """A file as 1-D float32 at ``sample_rate`` (first channel; resampled with soxr when needed)."""
+    audio, file_rate = sf.read(path, dtype="float32", always_2d=True)
+    audio = audio[:, 0]
+    if file_rate != sample_rate:
+        audio = soxr.resample(audio, file_rate, sample_rate).astype(np.float32)
+    return np.ascontiguousarray(audio)
+
+
+def load_noises(data_dir: str | Path, sample_rate: int) -> list[np.ndarray]:
+    """All training noise recordings, each longer than 0.5 s, in memory."""
+    noises = [load_mono(r.path, sample_rate) for r in train_rows(data_dir, "noise")]
+    return [n for n in noises if len(n) > sample_rate // 2 and np.any(n)]
+
+
+def load_real_rirs(data_dir: str | Path, sample_rate: int, max_s: float = 2.0) -> list[np.ndarray]:
+    """Measured impulse responses resampled to ``sample_rate``, from 5 ms before the direct path, at most ``max_s`` long."""
+    rirs = []
+    for row in train_rows(data_dir, "rir"):
+        rir = load_mono(row.path, sample_rate)
+        peak = int(np.argmax(np.abs(rir)))
+        rir = rir[max(peak - sample_rate // 200, 0) :][: int(max_s * sample_rate)]
+        rirs.append((rir / np.max(np.abs(rir))).astype(np.float32))
+    return rirs
+
+
+def simulate_small_rooms(count: int, sample_rate: int, seed: int = 0) -> list[np.ndarray]:
+    """Small shoebox rooms (pyroomacoustics image source), RT60 0.15-0.7 s; seeded."""
+    import pyroomacoustics as pra
+
+    rng = np.random.default_rng(seed)
+    rirs = []
+    while len(rirs) < count:
+        dims = rng.uniform([2.5, 2.5, 2.2], [7.0, 6.0, 3.5])
+        rt60_s = rng.uniform(0.15, 0.7)
+        try:
+            absorption, max_order = pra.inverse_sabine(rt60_s, dims)
+        except ValueError:
+            continue
+        room = pra.ShoeBox(dims, fs=sample_rate, materials=pra.Material(absorption), max_order=min(max_order, 40))
+        room.add_source(rng.uniform(0.5, dims - 0.5))
+        room.add_microphone(rng.uniform(0.5, dims - 0.5))
+        room.compute_rir()
+        rir = np.asarray(room.rir[0][0], dtype=np.float32)
+        peak = int(np.argmax(np.abs(rir)))
+        rir = rir[max(peak - sample_rate // 200, 0) :]
+        rirs.append((rir / np.max(np.abs(rir))).astype(np.float32))
+    return rirs
+
+
+def simulated_rooms_cached(cache_dir: str | Path, count: int, sample_rate: int, seed: int = 0) -> list[np.ndarray]:
+    """``simulate_small_rooms`` computed once and kept in ``cache_dir`` (it is slow)."""
+    path = Path(cache_dir) / f"small_rooms_{count}_{sample_rate}_{seed}.npz"
+    if path.is_file():
+        with np.load(path) as data:
+            return [data[f"rir{i}"] for i in range(count)]
+    logger.info("simulating %d small rooms (cached in %s)", count, path)
+    rirs = simulate_small_rooms(count, sample_rate, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **{f"rir{i}": r for i, r in enumerate(rirs)})
+    tmp.replace(path)
+    return rirs

@@ -1,0 +1,93 @@
+"""Degraded training pairs drawn on the fly, each reproducible from (seed, epoch, index)."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from speakup_fx.data.corpus import ManifestRow, load_mono
+from speakup_fx.data.degrade import Degrader, rms_db
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_EPOCH = -1
+"""Epoch number of the fixed validation draws (training epochs count from 0)."""
+
+_MIN_SPEECH_DB = -55.0
+
+
+def is_validation_file(path: Path, share: float = 0.02) -> bool:
+    """Whether a speech file is held out for validation (stable hash of its name)."""
+    return zlib.crc32(path.name.encode()) % 10_000 < share * 10_000
+
+
+class DegradedSpeech(Dataset):
+    """Item ``(epoch, index)`` -> ``(noisy, target)`` float32 tensors ``(1, segment_samples)``."""
+
+    def __init__(self, speech: list[ManifestRow], degrader: Degrader, segment_samples: int, seed: int):
+        if not speech:
+            raise ValueError("speech: no speech files")
+        self.speech = speech
+        self.degrader = degrader
+        self.segment_samples = segment_samples
+        self.seed = seed
+        durations = np.array([row.duration_s for row in speech])
+        self.weights = durations / durations.sum()
+
+    def __len__(self) -> int:
+        return len(self.speech)
+
+    def clean_segment(self, rng: np.random.Generator) -> np.ndarray:
+        """A random speech segment (zero-padded when the file is short), re-drawn while near silent."""
+        sample_rate = self.degrader.config.sample_rate
+        for _ in range(10):
+            row = self.speech[int(rng.choice(len(self.speech), p=self.weights))]
+            if row.sample_rate == sample_rate:
+                frames = int(round(row.duration_s * sample_rate))
+                start = int(rng.integers(max(frames - self.segment_samples, 0) + 1))
+                audio, _ = sf.read(row.path, start=start, frames=self.segment_samples, dtype="float32", always_2d=True)
+                audio = audio[:, 0]
+            else:
+                audio = load_mono(row.path, sample_rate)
+                start = int(rng.integers(max(len(audio) - self.segment_samples, 0) + 1))
+                audio = audio[start : start + self.segment_samples]
+            audio = np.pad(audio, (0, self.segment_samples - len(audio)))
+            if rms_db(audio) > _MIN_SPEECH_DB:
+                return audio
+        return audio
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = item
+        rng = np.random.default_rng([self.seed, epoch + 1, index])
+        clean = self.clean_segment(rng)
+        params = self.degrader.draw(rng)
+        noisy = self.degrader.apply(clean, params)
+        target = self.degrader.target(clean, params)
+        return torch.from_numpy(noisy)[None], torch.from_numpy(target)[None]
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` for this rank's share of ``examples_per_epoch``; call ``set_epoch`` each epoch."""
+
+    def __init__(self, examples_per_epoch: int, rank: int = 0, world_size: int = 1):
+        if examples_per_epoch % world_size:
+            raise ValueError(f"examples_per_epoch {examples_per_epoch} must divide by world size {world_size}")
+        self.examples_per_epoch = examples_per_epoch
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.examples_per_epoch // self.world_size
+
+    def __iter__(self):
+        return iter([(self.epoch, i) for i in range(self.rank, self.examples_per_epoch, self.world_size)])

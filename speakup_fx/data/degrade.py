@@ -1,0 +1,347 @@
+"""Reproducible speech degradation: ``draw(rng) -> DegradeParams``, then ``apply(clean, params) -> noisy``.
+
+The chain, in order: room (a real or simulated impulse response, reshaped in
+RT60 and direct-to-reverberant ratio as in Bryan 2019, "Impulse response data
+augmentation and deep neural networks for speech enhancement"), additive real
+noise at a drawn SNR, microphone/phone EQ and band limits, clipping, and a
+lossy codec round trip. The reverberant signal is shifted by the impulse
+response's direct-path delay, so the target is the dry clean speech scaled by
+the drawn level (``target``). Every random choice lives in the params; ``apply``
+is deterministic.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+import scipy.signal
+import soxr
+
+logger = logging.getLogger(__name__)
+
+DIRECT_WINDOW_S = 0.0025
+"""Half-width of the window around the direct-path peak that counts as direct sound."""
+
+CODECS = ("libopus", "libmp3lame", "aac")
+_CODEC_CONTAINERS = {"libopus": "ogg", "libmp3lame": "mp3", "aac": "adts"}
+_MAX_CODEC_DELAY_SAMPLES = 4096
+
+
+@dataclass(frozen=True)
+class DegradeConfig:
+    """Probabilities and ranges of every degradation."""
+
+    sample_rate: int = field(default=16_000, metadata={"help": "rate of speech, noise and impulse responses"})
+    clean_only_prob: float = field(default=0.04, metadata={"help": "share of examples left undegraded (identity)"})
+    noise_prob: float = field(default=0.9, metadata={"help": "chance of additive noise"})
+    snr_db_range: tuple[float, float] = field(default=(-5.0, 35.0), metadata={"help": "SNR of the noise, dB"})
+    reverb_prob: float = field(default=0.5, metadata={"help": "chance of a room impulse response"})
+    real_rir_prob: float = field(default=0.3, metadata={"help": "chance the room is a measured (not simulated) one"})
+    rt60_s_range: tuple[float, float] = field(default=(0.15, 1.0), metadata={"help": "reshaped RT60, s"})
+    rt60_reshape_prob: float = field(default=0.5, metadata={"help": "chance of reshaping the RT60"})
+    drr_db_range: tuple[float, float] = field(default=(-3.0, 20.0), metadata={"help": "reshaped direct-to-reverberant ratio, dB"})
+    drr_reshape_prob: float = field(default=0.5, metadata={"help": "chance of reshaping the DRR"})
+    eq_prob: float = field(default=0.5, metadata={"help": "chance of random EQ"})
+    eq_gain_db: float = field(default=12.0, metadata={"help": "largest EQ boost or cut, dB"})
+    eq_max_bands: int = field(default=3, metadata={"help": "most EQ bands (peaks and shelves)"})
+    bandlimit_prob: float = field(default=0.25, metadata={"help": "chance of a phone-like band limit"})
+    lowpass_hz_range: tuple[float, float] = field(default=(3400.0, 7500.0), metadata={"help": "band-limit cutoff, Hz"})
+    level_db_range: tuple[float, float] = field(default=(-38.0, -18.0), metadata={"help": "RMS level of the clean speech, dBFS"})
+    clip_prob: float = field(default=0.1, metadata={"help": "chance of clipping"})
+    clip_ratio_range: tuple[float, float] = field(default=(0.3, 0.9), metadata={"help": "clip threshold / peak"})
+    codec_prob: float = field(default=0.2, metadata={"help": "chance of a lossy codec round trip"})
+    bitrate_bps_range: tuple[int, int] = field(default=(12_000, 32_000), metadata={"help": "codec bitrate, bit/s"})
+
+
+@dataclass(frozen=True)
+class EqBand:
+    """One RBJ biquad: ``kind`` is 'peak', 'low_shelf' or 'high_shelf'."""
+
+    kind: str
+    frequency_hz: float
+    gain_db: float
+    q: float
+
+
+@dataclass(frozen=True)
+class DegradeParams:
+    """Every random choice of one example."""
+
+    level_db: float
+    clean_only: bool = False
+    noise_index: int | None = None
+    noise_offset: int = 0
+    snr_db: float | None = None
+    rir_index: int | None = None
+    rt60_s: float | None = None
+    drr_db: float | None = None
+    eq_bands: tuple[EqBand, ...] = ()
+    lowpass_hz: float | None = None
+    clip_ratio: float | None = None
+    codec: str | None = None
+    bitrate_bps: int = 0
+
+
+def rms_db(x: np.ndarray) -> float:
+    """RMS level of ``x`` in dBFS (``-inf`` for silence)."""
+    power = float(np.mean(np.square(x, dtype=np.float64)))
+    return 10 * np.log10(power) if power > 0 else -np.inf
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``speech + noise`` scaled so that mean power ratio speech/noise is ``snr_db`` (1-D, same length)."""
+    if speech.shape != noise.shape:
+        raise ValueError(f"speech {speech.shape} and noise {noise.shape} must have the same shape")
+    noise_power = np.mean(np.square(noise, dtype=np.float64))
+    if noise_power == 0:
+        return speech.copy()
+    scale = np.sqrt(np.mean(np.square(speech, dtype=np.float64)) / noise_power / 10 ** (snr_db / 10))
+    return (speech + scale * noise).astype(np.float32)
+
+
+def direct_path_index(rir: np.ndarray) -> int:
+    """Index of the direct-path peak (largest magnitude) of a 1-D impulse response."""
+    return int(np.argmax(np.abs(rir)))
+
+
+def _direct_window(rir: np.ndarray, sample_rate: int) -> tuple[int, np.ndarray]:
+    """Start index and Hann weights of the direct-sound window around the peak."""
+    peak = direct_path_index(rir)
+    half = int(round(DIRECT_WINDOW_S * sample_rate))
+    window = np.hanning(2 * half + 3)[1:-1]  # 2*half+1 points, 1 at the centre, > 0 everywhere
+    start = peak - half
+    lo, hi = max(start, 0), min(peak + half + 1, len(rir))
+    weights = np.zeros(len(rir))
+    weights[lo:hi] = window[lo - start : hi - start]
+    return peak, weights
+
+
+def drr_db(rir: np.ndarray, sample_rate: int) -> float:
+    """Direct-to-reverberant ratio: energy inside vs outside a ±2.5 ms window at the peak, dB."""
+    peak = direct_path_index(rir)
+    half = int(round(DIRECT_WINDOW_S * sample_rate))
+    energy = np.square(rir, dtype=np.float64)
+    direct = energy[max(peak - half, 0) : peak + half + 1].sum()
+    return float(10 * np.log10(direct / max(energy.sum() - direct, 1e-20)))
+
+
+def reshape_drr(rir: np.ndarray, sample_rate: int, target_db: float) -> np.ndarray:
+    """Scale the direct sound (Hann-tapered, Bryan 2019) so that ``drr_db`` becomes ``target_db``.
+
+    Targets below what the tapered window allows are clamped to the lowest reachable ratio.
+    """
+    peak = direct_path_index(rir)
+    half = int(round(DIRECT_WINDOW_S * sample_rate))
+    _, w = _direct_window(rir, sample_rate)
+    lo, hi = max(peak - half, 0), peak + half + 1
+    h = rir.astype(np.float64)
+    energy = h**2
+    late = energy.sum() - energy[lo:hi].sum()
+    want = late * 10 ** (target_db / 10)
+    e, ww = energy[lo:hi], w[lo:hi]
+    # sum(e * (a*w + 1 - w)^2) = want, a quadratic in a
+    qa, qb, qc = np.sum(e * ww**2), 2 * np.sum(e * ww * (1 - ww)), np.sum(e * (1 - ww) ** 2) - want
+    disc = qb**2 - 4 * qa * qc
+    a = max((-qb + np.sqrt(max(disc, 0.0))) / (2 * qa), 0.0)
+    return (h * (a * w + 1 - w)).astype(np.float32)
+
+
+def schroeder_rt60_s(rir: np.ndarray, sample_rate: int, fit_db: tuple[float, float] = (-5.0, -25.0)) -> float:
+    """RT60 from the Schroeder backward-integrated decay, line fit between ``fit_db`` (T20 x 3)."""
+    peak = direct_path_index(rir)
+    energy = np.square(rir[peak:], dtype=np.float64)
+    edc = np.cumsum(energy[::-1])[::-1]
+    edc_db = 10 * np.log10(np.maximum(edc / edc[0], 1e-30))
+    idx = np.nonzero((edc_db <= fit_db[0]) & (edc_db >= fit_db[1]))[0]
+    if len(idx) < 2:
+        raise ValueError("impulse response decays too little to measure RT60")
+    t = idx / sample_rate
+    slope, _ = np.polyfit(t, edc_db[idx], 1)
+    return float(-60.0 / slope)
+
+
+def reshape_rt60(rir: np.ndarray, sample_rate: int, target_s: float) -> np.ndarray:
+    """Reshape the tail after the direct window with an exponential so its RT60 becomes ``target_s``."""
+    current = schroeder_rt60_s(rir, sample_rate)
+    peak = direct_path_index(rir)
+    start = peak + int(round(DIRECT_WINDOW_S * sample_rate)) + 1
+    t = np.maximum(np.arange(len(rir)) - start, 0) / sample_rate
+    envelope = np.exp(-3 * np.log(10) * t * (1 / target_s - 1 / current))
+    return (rir * envelope).astype(np.float32)
+
+
+def _biquad(band: EqBand, sample_rate: int) -> np.ndarray:
+    """RBJ cookbook biquad as one SOS row."""
+    big_a = 10 ** (band.gain_db / 40)
+    w0 = 2 * np.pi * band.frequency_hz / sample_rate
+    alpha = np.sin(w0) / (2 * band.q)
+    cos = np.cos(w0)
+    if band.kind == "peak":
+        b = [1 + alpha * big_a, -2 * cos, 1 - alpha * big_a]
+        a = [1 + alpha / big_a, -2 * cos, 1 - alpha / big_a]
+    elif band.kind in ("low_shelf", "high_shelf"):
+        sign = 1 if band.kind == "low_shelf" else -1
+        sq = 2 * np.sqrt(big_a) * alpha
+        b = [
+            big_a * ((big_a + 1) - sign * (big_a - 1) * cos + sq),
+            sign * 2 * big_a * ((big_a - 1) - sign * (big_a + 1) * cos),
+            big_a * ((big_a + 1) - sign * (big_a - 1) * cos - sq),
+        ]
+        a = [
+            (big_a + 1) + sign * (big_a - 1) * cos + sq,
+            -sign * 2 * ((big_a - 1) + sign * (big_a + 1) * cos),
+            (big_a + 1) + sign * (big_a - 1) * cos - sq,
+        ]
+    else:
+        raise ValueError(f"EqBand.kind: unknown {band.kind!r}")
+    return np.array([*b, *a]) / a[0]
+
+
+def codec_roundtrip(x: np.ndarray, sample_rate: int, codec: str, bitrate_bps: int) -> np.ndarray:
+    """Encode and decode 1-D ``x`` with a lossy codec (PyAV), realigned to ``x`` and of the same length."""
+    if codec not in CODECS:
+        raise ValueError(f"codec: expected one of {CODECS}, got {codec!r}")
+    sample_format = "flt" if codec == "libopus" else "fltp"
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=_CODEC_CONTAINERS[codec]) as container:
+        stream = container.add_stream(codec, rate=sample_rate)
+        stream.bit_rate = bitrate_bps
+        stream.layout = "mono"
+        stream.format = sample_format
+        frame_size = stream.codec_context.frame_size or 1024
+        padded = np.concatenate([x, np.zeros(frame_size, np.float32)]).astype(np.float32)
+        for start in range(0, len(padded) - frame_size + 1, frame_size):
+            frame = av.AudioFrame.from_ndarray(padded[None, start : start + frame_size], format=sample_format, layout="mono")
+            frame.sample_rate = sample_rate
+            frame.pts = start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    buffer.seek(0)
+    chunks, decoded_rate = [], sample_rate
+    with av.open(buffer, "r") as container:
+        for frame in container.decode(audio=0):
+            chunks.append(frame.to_ndarray().astype(np.float32).reshape(-1))
+            decoded_rate = frame.sample_rate
+    y = np.concatenate(chunks)
+    if decoded_rate != sample_rate:
+        y = soxr.resample(y, decoded_rate, sample_rate).astype(np.float32)
+    # realign: the codec adds a priming delay
+    n = min(len(x), 4 * sample_rate)
+    corr = scipy.signal.fftconvolve(y[: n + _MAX_CODEC_DELAY_SAMPLES], x[:n][::-1], mode="valid")
+    delay = int(np.argmax(np.abs(corr[: _MAX_CODEC_DELAY_SAMPLES + 1])))
+    out = y[delay : delay + len(x)]
+    return np.pad(out, (0, len(x) - len(out))).astype(np.float32)
+
+
+class Degrader:
+    """Draws and applies degradations from banks of noise and impulse responses (1-D float32 arrays).
+
+    ``rirs`` lists measured responses first (``real_rir_count`` of them), then simulated ones.
+    """
+
+    def __init__(self, noises: list[np.ndarray], rirs: list[np.ndarray], real_rir_count: int, config: DegradeConfig = DegradeConfig()):
+        if not noises:
+            raise ValueError("noises: need at least one noise recording")
+        if not 0 <= real_rir_count <= len(rirs):
+            raise ValueError(f"real_rir_count {real_rir_count} outside [0, {len(rirs)}]")
+        self.noises = noises
+        self.rirs = rirs
+        self.real_rir_count = real_rir_count
+        self.config = config
+
+    def draw(self, rng: np.random.Generator) -> DegradeParams:
+        """Draw one example's params; all randomness comes from ``rng``."""
+        c = self.config
+        level_db = float(rng.uniform(*c.level_db_range))
+        if rng.random() < c.clean_only_prob:
+            return DegradeParams(level_db=level_db, clean_only=True)
+        kw: dict = {}
+        if rng.random() < c.noise_prob:
+            kw["noise_index"] = int(rng.integers(len(self.noises)))
+            kw["noise_offset"] = int(rng.integers(len(self.noises[kw["noise_index"]])))
+            kw["snr_db"] = float(rng.uniform(*c.snr_db_range))
+        if self.rirs and rng.random() < c.reverb_prob:
+            simulated = len(self.rirs) - self.real_rir_count
+            if self.real_rir_count and (simulated == 0 or rng.random() < c.real_rir_prob):
+                kw["rir_index"] = int(rng.integers(self.real_rir_count))
+            else:
+                kw["rir_index"] = self.real_rir_count + int(rng.integers(simulated))
+            if rng.random() < c.rt60_reshape_prob:
+                kw["rt60_s"] = float(rng.uniform(*c.rt60_s_range))
+            if rng.random() < c.drr_reshape_prob:
+                kw["drr_db"] = float(rng.uniform(*c.drr_db_range))
+        if rng.random() < c.eq_prob:
+            bands = []
+            for _ in range(int(rng.integers(1, c.eq_max_bands + 1))):
+                kind = ("peak", "low_shelf", "high_shelf")[int(rng.integers(3))]
+                low, high = {"peak": (150.0, 6000.0), "low_shelf": (80.0, 600.0), "high_shelf": (1500.0, 6000.0)}[kind]
+                bands.append(
+                    EqBand(kind, float(np.exp(rng.uniform(np.log(low), np.log(high)))), float(rng.uniform(-c.eq_gain_db, c.eq_gain_db)), float(rng.uniform(0.5, 2.0)))
+                )
+            kw["eq_bands"] = tuple(bands)
+        if rng.random() < c.bandlimit_prob:
+            kw["lowpass_hz"] = float(rng.uniform(*c.lowpass_hz_range))
+        if rng.random() < c.clip_prob:
+            kw["clip_ratio"] = float(rng.uniform(*c.clip_ratio_range))
+        if rng.random() < c.codec_prob:
+            kw["codec"] = CODECS[int(rng.integers(len(CODECS)))]
+            kw["bitrate_bps"] = int(rng.integers(c.bitrate_bps_range[0], c.bitrate_bps_range[1] + 1))
+        return DegradeParams(level_db=level_db, **kw)
+
+    def room(self, params: DegradeParams) -> np.ndarray | None:
+        """The reshaped impulse response of ``params``, direct path scaled to 1 (None when dry)."""
+        if params.rir_index is None:
+            return None
+        sample_rate = self.config.sample_rate
+        rir = self.rirs[params.rir_index]
+        if params.rt60_s is not None:
+            rir = reshape_rt60(rir, sample_rate, params.rt60_s)
+        if params.drr_db is not None:
+            rir = reshape_drr(rir, sample_rate, params.drr_db)
+        return (rir / rir[direct_path_index(rir)]).astype(np.float32)
+
+    def target(self, clean: np.ndarray, params: DegradeParams) -> np.ndarray:
+        """The training target: dry ``clean`` (1-D) at the drawn level."""
+        return (clean * self._gain(clean, params)).astype(np.float32)
+
+    def apply(self, clean: np.ndarray, params: DegradeParams) -> np.ndarray:
+        """Degrade 1-D float32 ``clean`` as ``params`` say; same length, aligned with ``target``."""
+        if clean.ndim != 1:
+            raise ValueError(f"clean: expected a 1-D array, got shape {clean.shape}")
+        x = self.target(clean, params)
+        if params.clean_only:
+            return x
+        sample_rate = self.config.sample_rate
+        rir = self.room(params)
+        if rir is not None:
+            delay = direct_path_index(rir)
+            x = scipy.signal.fftconvolve(x, rir)[delay : delay + len(x)].astype(np.float32)
+        if params.noise_index is not None:
+            x = mix_at_snr(x, self._noise(params, len(x)), params.snr_db)
+        if params.eq_bands:
+            sos = np.stack([_biquad(band, sample_rate) for band in params.eq_bands])
+            x = scipy.signal.sosfilt(sos, x).astype(np.float32)
+        if params.lowpass_hz is not None:
+            sos = scipy.signal.butter(8, params.lowpass_hz, fs=sample_rate, output="sos")
+            x = scipy.signal.sosfilt(sos, x).astype(np.float32)
+        if params.clip_ratio is not None:
+            limit = params.clip_ratio * float(np.max(np.abs(x)))
+            x = np.clip(x, -limit, limit)
+        if params.codec is not None:
+            x = codec_roundtrip(x, sample_rate, params.codec, params.bitrate_bps)
+        return x.astype(np.float32)
+
+    def _gain(self, clean: np.ndarray, params: DegradeParams) -> float:
+        level = rms_db(clean)
+        return 1.0 if not np.isfinite(level) else float(10 ** ((params.level_db - level) / 20))
+
+    def _noise(self, params: DegradeParams, frames: int) -> np.ndarray:
+        noise = self.noises[params.noise_index]
+        reps = -(-(params.noise_offset + frames) // len(noise))
+        return np.tile(noise, reps)[params.noise_offset : params.noise_offset + frames]

@@ -1,0 +1,378 @@
+"""``SpeakUp`` and ``Board``: the pedalboard-compatible surface.
+
+Both are called like a pedalboard plugin: ``effect(input_array, sample_rate,
+buffer_size=8192, reset=True)``. Input is 1-D mono or 2-D, either
+``(channels, frames)`` or ``(frames, channels)`` (told apart as pedalboard
+does: the shorter side is the channels, helped by the last call's channel
+count), float32 or float64; output is float32 in the same layout.
+
+``reset=True`` resets first and returns output aligned with the input (the
+latency is compensated by feeding ``latency_samples`` extra zeros and dropping
+as many leading frames, as pedalboard does). ``reset=False`` streams: state
+carries over between calls, every call returns as many frames as it was
+given, and the first ``latency_samples`` frames of a stream are the delay;
+feeding zeros flushes the tail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping, MutableSequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from speakup_fx.dsp.resample import check_sample_rate
+from speakup_fx.params import PARAM_SPECS, PARAMS, ChainOptions, default_params
+from speakup_fx.stages.base import ENGINE_SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from speakup_fx.engine import Engine
+    from speakup_fx.presets import Preset
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUFFER_SIZE = 8192
+"""pedalboard's default ``buffer_size``."""
+
+MIDI_CC_MAX = 127
+
+_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(ChainOptions))
+
+
+def check_buffer_size(buffer_size: object) -> int:
+    """Return ``buffer_size`` as an int >= 1, or raise ``ValueError`` naming it."""
+    if isinstance(buffer_size, bool) or not isinstance(buffer_size, (int, np.integer)) or buffer_size < 1:
+        raise ValueError(f"buffer_size: expected a whole number of frames >= 1, got {buffer_size!r}")
+    return int(buffer_size)
+
+
+class _Layout:
+    """How the caller's array holds channels, so the output can be handed back the same way."""
+
+    MONO = "mono"  # 1-D
+    PLANAR = "planar"  # (channels, frames)
+    INTERLEAVED = "interleaved"  # (frames, channels)
+
+
+def _detect_layout(shape: tuple[int, ...], channels_hint: int | None, last_layout: str | None) -> str:
+    """pedalboard's channel-layout rule for ``shape`` (with its hint and cached-layout fallbacks)."""
+    if len(shape) == 1:
+        return _Layout.MONO
+    if len(shape) != 2:
+        raise ValueError(f"input_array must be 1-D (mono) or 2-D (channels, frames), got {len(shape)} dimensions")
+    rows, columns = shape
+    if channels_hint is not None and not rows == columns > 1:
+        if rows == channels_hint:
+            return _Layout.PLANAR
+        if columns == channels_hint:
+            return _Layout.INTERLEAVED
+    if rows == 0 and columns > 0:
+        return _Layout.INTERLEAVED
+    if columns == 0 and rows > 0:
+        return _Layout.PLANAR
+    if columns < rows:
+        return _Layout.INTERLEAVED
+    if rows < columns or rows == 1:
+        return _Layout.PLANAR
+    if last_layout is not None:
+        return last_layout
+    raise ValueError(
+        f"input_array: cannot tell channels from frames in shape {shape}; "
+        "pass (channels, frames) with more frames than channels first"
+    )
+
+
+def _to_planar(input_array: Any, channels_hint: int | None, last_layout: str | None) -> tuple[np.ndarray, str]:
+    """A float32 ``(channels, frames)`` copy of ``input_array`` and its layout; checks dtype and shape."""
+    array = np.asarray(input_array)
+    if array.dtype not in (np.float32, np.float64):
+        raise TypeError(f"input_array must be float32 or float64 audio, got {array.dtype}")
+    layout = _detect_layout(array.shape, channels_hint, last_layout)
+    planar = array[None, :] if layout == _Layout.MONO else array.T if layout == _Layout.INTERLEAVED else array
+    return np.array(planar, dtype=np.float32, order="C"), layout
+
+
+def _from_planar(audio: np.ndarray, layout: str) -> np.ndarray:
+    """``audio`` (channels, frames) handed back, C-contiguous, in ``layout``."""
+    if layout == _Layout.MONO:
+        return np.ascontiguousarray(audio[0])
+    if layout == _Layout.INTERLEAVED:
+        return np.ascontiguousarray(audio.T)
+    return np.ascontiguousarray(audio)
+
+
+class SpeakUp:
+    """The SpeakUp FX speech enhancer as a pedalboard-style effect.
+
+    ``SpeakUp(preset=None, **overrides)``: ``preset`` is a preset name, a path
+    to a preset file or a ``Preset``; ``overrides`` are parameter names (see
+    ``speakup_fx.params.PARAMS``) or ``ChainOptions`` fields; ``device``
+    (e.g. ``"cuda"``) is where the neural engine's model runs. Parameters are
+    attributes (validated; a change reaches the engine at the next block and is
+    smoothed there); ``options`` is fixed for the life of the effect.
+    """
+
+    __slots__ = (
+        "_options", "_params", "_pending", "_midi_map", "_device", "_engine", "_streaming", "_channels_hint",
+        "_layout_hint", "_lock", "_pending_lock",
+    )
+
+    def __init__(self, preset: str | Preset | None = None, *, device: str | None = None, **overrides: Any) -> None:
+        from speakup_fx.presets import Preset, load_preset
+
+        if preset is None:
+            preset = Preset(name="default")
+        elif not isinstance(preset, Preset):
+            preset = load_preset(preset)
+        configured = preset.with_overrides(overrides)
+        self._options = configured.options
+        self._params = configured.parameter_values()
+        self._pending: dict[str, float] = {}  # changes the engine has not seen yet
+        self._midi_map = dict(configured.midi_map)
+        self._device = device
+        self._engine: Engine | None = None
+        self._streaming = False  # frames have gone through since the last reset
+        self._channels_hint: int | None = None
+        self._layout_hint: str | None = None
+        self._lock = threading.Lock()  # one call at a time, as pedalboard locks a plugin
+        self._pending_lock = threading.Lock()
+
+    @property
+    def options(self) -> ChainOptions:
+        """Which engine runs and which stages are on (fixed at construction)."""
+        return self._options
+
+    @property
+    def midi_map(self) -> dict[int, str]:
+        """MIDI CC number -> parameter name, from the preset (a copy)."""
+        return dict(self._midi_map)
+
+    @property
+    def latency_samples(self) -> int:
+        """Delay of the output in frames at the last sample rate processed (48 kHz before any call)."""
+        with self._lock:
+            if self._engine is None:
+                self._engine_for(1, ENGINE_SAMPLE_RATE)
+            return self._engine.latency_samples
+
+    def process(
+        self,
+        input_array: np.ndarray,
+        sample_rate: float,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        reset: bool = True,
+    ) -> np.ndarray:
+        """Enhance ``input_array``; see the module docstring for shapes and ``reset``."""
+        sample_rate = check_sample_rate(sample_rate)
+        buffer_size = check_buffer_size(buffer_size)
+        audio, layout = _to_planar(input_array, self._channels_hint, self._layout_hint)
+        channels, frames = audio.shape
+        if channels not in (1, 2):
+            raise ValueError(f"input_array has {channels} channels; SpeakUp takes mono or stereo")
+        if frames == 0 and reset:
+            raise ValueError("input_array is empty (no frames)")
+        if not np.isfinite(audio).all():
+            raise ValueError("input_array contains NaN or infinite samples")
+        with self._lock:
+            if reset:
+                self._reset()
+            elif self._streaming and self._engine is not None and (
+                (channels, sample_rate) != (self._engine.channels, self._engine.sample_rate)
+            ):
+                raise ValueError(
+                    f"reset=False continues a stream of {self._engine.channels} channel(s) at "
+                    f"{self._engine.sample_rate} Hz, got {channels} channel(s) at {sample_rate} Hz; "
+                    "call reset() or pass reset=True to start a new stream"
+                )
+            engine = self._engine_for(channels, sample_rate)
+            self._channels_hint, self._layout_hint = channels, layout
+            latency = engine.latency_samples if reset else 0
+            if latency:
+                audio = np.concatenate([audio, np.zeros((channels, latency), np.float32)], axis=1)
+            blocks = [audio[:, :0]]
+            for start in range(0, audio.shape[1], buffer_size):
+                self._send_pending(engine)
+                blocks.append(engine.process(audio[:, start : start + buffer_size]))
+            out = np.concatenate(blocks, axis=1)[:, latency:]
+            self._streaming = self._streaming or frames > 0
+        return _from_planar(out, layout)
+
+    __call__ = process
+
+    def reset(self) -> None:
+        """Clear all streaming state; the next call starts a new stream."""
+        with self._lock:
+            self._reset()
+
+    def handle_midi(self, message: Any) -> None:
+        """Apply a MIDI control change through the preset's MIDI map (0..127 over the parameter's range).
+
+        Other messages and unmapped controllers are ignored.
+        """
+        if getattr(message, "type", None) != "control_change" or message.control not in self._midi_map:
+            return
+        spec = PARAM_SPECS[self._midi_map[message.control]]
+        setattr(self, spec.name, spec.minimum + (spec.maximum - spec.minimum) * message.value / MIDI_CC_MAX)
+
+    def __repr__(self) -> str:
+        defaults, default_options = default_params(), ChainOptions()
+        changed = [f"{k}={v!r}" for k, v in self._params.items() if v != defaults[k]]
+        for name in _OPTION_NAMES:
+            if getattr(self._options, name) != getattr(default_options, name):
+                changed.append(f"{name}={getattr(self._options, name)!r}")
+        return f"SpeakUp({', '.join(changed)})"
+
+    def _reset(self) -> None:
+        if self._engine is not None:
+            self._engine.reset()
+        self._streaming = False
+
+    def _engine_for(self, channels: int, sample_rate: int) -> Engine:
+        """The engine for this channel count and rate, built anew when they change."""
+        if self._engine is None or (self._engine.channels, self._engine.sample_rate) != (channels, sample_rate):
+            from speakup_fx.engine import Engine
+
+            with self._pending_lock:
+                self._pending.clear()
+                self._engine = Engine(channels, sample_rate, self._options, self._params, self._device)
+        return self._engine
+
+    def _send_pending(self, engine: Engine) -> None:
+        with self._pending_lock:
+            changes, self._pending = self._pending, {}
+        if changes:
+            engine.set_params(changes)
+
+    def _get_param(self, name: str) -> float:
+        return self._params[name]
+
+    def _set_param(self, name: str, value: float) -> None:
+        value = PARAM_SPECS[name].validate(value)
+        with self._pending_lock:
+            self._params[name] = value
+            self._pending[name] = value
+
+
+def _param_property(name: str, help_text: str) -> property:
+    return property(
+        lambda self: self._get_param(name),
+        lambda self, value: self._set_param(name, value),
+        doc=help_text,
+    )
+
+
+for _spec in PARAMS:
+    setattr(SpeakUp, _spec.name, _param_property(_spec.name, f"{_spec.help} [{_spec.minimum}, {_spec.maximum}]"))
+
+
+def _pedalboard_plugin_type() -> type:
+    import pedalboard
+
+    return pedalboard.Plugin
+
+
+class Board(MutableSequence):
+    """A list-like, nestable chain of pedalboard plugins, ``SpeakUp`` effects and ``Board`` s.
+
+    Called like one plugin; each item processes the whole input in turn with
+    the same ``buffer_size`` and ``reset`` (so each compensates its own latency
+    when ``reset=True``).
+    """
+
+    def __init__(self, plugins: Iterable[Any] = ()) -> None:
+        self._plugins = [self._checked(plugin) for plugin in plugins]
+
+    @staticmethod
+    def _checked(plugin: Any) -> Any:
+        if isinstance(plugin, (SpeakUp, Board, _pedalboard_plugin_type())):
+            return plugin
+        raise TypeError(
+            f"Board items must be pedalboard plugins, SpeakUp effects or Boards, got {type(plugin).__name__}: {plugin!r}"
+        )
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return Board(self._plugins[index])
+        return self._plugins[index]
+
+    def __setitem__(self, index: int | slice, value: Any) -> None:
+        if isinstance(index, slice):
+            self._plugins[index] = [self._checked(plugin) for plugin in value]
+        else:
+            self._plugins[index] = self._checked(value)
+
+    def __delitem__(self, index: int | slice) -> None:
+        del self._plugins[index]
+
+    def __len__(self) -> int:
+        return len(self._plugins)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._plugins)
+
+    def insert(self, index: int, value: Any) -> None:
+        self._plugins.insert(index, self._checked(value))
+
+    @property
+    def latency_samples(self) -> int:
+        """Sum of the items' reported latencies (pedalboard built-ins do not report theirs and count as 0)."""
+        total = 0
+        for plugin in self._plugins:
+            if isinstance(plugin, (SpeakUp, Board)):
+                total += plugin.latency_samples
+            else:
+                total += getattr(plugin, "reported_latency_samples", 0)
+        return total
+
+    def process(
+        self,
+        input_array: np.ndarray,
+        sample_rate: float,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        reset: bool = True,
+    ) -> np.ndarray:
+        """Run every item in turn; same call semantics as ``SpeakUp.process``."""
+        check_sample_rate(sample_rate)
+        check_buffer_size(buffer_size)
+        _check_no_duplicates(self)
+        audio = np.asarray(input_array)
+        if audio.dtype not in (np.float32, np.float64):
+            raise TypeError(f"input_array must be float32 or float64 audio, got {audio.dtype}")
+        if audio.ndim not in (1, 2):
+            raise ValueError(f"input_array must be 1-D (mono) or 2-D (channels, frames), got {audio.ndim} dimensions")
+        audio = audio.astype(np.float32)  # a copy: items never see the caller's array
+        for plugin in self._plugins:
+            audio = plugin.process(audio, sample_rate, buffer_size=buffer_size, reset=reset)
+        return audio
+
+    __call__ = process
+
+    def reset(self) -> None:
+        """Reset every item."""
+        for plugin in self._plugins:
+            plugin.reset()
+
+    def __repr__(self) -> str:
+        return f"Board({self._plugins!r})"
+
+
+def _leaves(plugin: Any) -> Iterator[Any]:
+    """``plugin`` itself, or the plugins inside it (recursively) if it is a container."""
+    import pedalboard
+
+    if isinstance(plugin, (Board, pedalboard.PluginContainer)):
+        for inner in plugin:
+            yield from _leaves(inner)
+    else:
+        yield plugin
+
+
+def _check_no_duplicates(board: Board) -> None:
+    seen: set[int] = set()
+    for plugin in _leaves(board):
+        if id(plugin) in seen:
+            raise ValueError(f"{plugin!r} appears more than once in the Board; use a separate instance for each place")
+        seen.add(id(plugin))

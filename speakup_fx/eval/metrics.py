@@ -1,0 +1,158 @@
+"""Speech-quality metrics as pure functions of mono signals.
+
+Paired (intrusive) metrics compare an estimate with its clean reference:
+PESQ-WB (ITU-T P.862.2 through the ``pesq`` package), STOI (``pystoi``) and
+SI-SDR. DNSMOS P.835 needs no reference: it runs the ``sig_bak_ovr`` ONNX model
+that the ``speechmos`` package ships, offline, with the segmenting and the
+polynomial mapping of Microsoft's reference script. Signals are 1-D or
+``(1, frames)`` arrays; none is modified.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+import onnxruntime
+import pesq as pesq_package
+import pystoi
+import scipy.signal
+
+logger = logging.getLogger(__name__)
+
+METRIC_SAMPLE_RATE = 16_000
+"""Rate PESQ-WB and DNSMOS are defined at."""
+
+DNSMOS_WINDOW_S = 9.01
+"""Length of the audio DNSMOS scores at once; shorter clips are repeated to fill it."""
+
+_DNSMOS_MODEL = ("speechmos", "dnsmos_models/sig_bak_ovr.onnx")
+# Raw model outputs -> P.835 scale; coefficients of DNSMOS' non-personalised model.
+_DNSMOS_SIG_POLY = np.poly1d([-0.08397278, 1.22083953, 0.0052439])
+_DNSMOS_BAK_POLY = np.poly1d([-0.13166888, 1.60915514, -0.39604546])
+_DNSMOS_OVRL_POLY = np.poly1d([-0.06766283, 1.11546468, 0.04602535])
+
+
+@dataclass(frozen=True)
+class DnsmosScores:
+    """DNSMOS P.835 predictions on the 1-5 MOS scale."""
+
+    sig: float
+    """speech signal quality"""
+    bak: float
+    """background noise (higher = less intrusive)"""
+    ovrl: float
+    """overall quality"""
+
+
+def _mono(audio: np.ndarray, name: str) -> np.ndarray:
+    """``audio`` (1-D or one channel) as a float64 1-D copy; raise ValueError naming ``name``."""
+    array = np.asarray(audio)
+    if array.ndim == 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 1:
+        raise ValueError(f"{name}: expected mono audio, 1-D or (1, frames), got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name}: empty audio")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"{name}: expected floating-point audio, got {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name}: contains NaN or infinity")
+    return array.astype(np.float64)
+
+
+def _pair(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ref, est = _mono(reference, "reference"), _mono(estimate, "estimate")
+    if ref.size != est.size:
+        raise ValueError(f"reference has {ref.size} frames but estimate has {est.size}; they must be aligned and equal")
+    return ref, est
+
+
+def _require_metric_rate(sample_rate: int, metric: str) -> None:
+    if sample_rate != METRIC_SAMPLE_RATE:
+        raise ValueError(f"sample_rate: {metric} needs {METRIC_SAMPLE_RATE} Hz audio, got {sample_rate}")
+
+
+def pesq_wb(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
+    """Wide-band PESQ (ITU-T P.862.2, MOS-LQO about 1.04-4.64) of ``estimate`` against ``reference`` at 16 kHz."""
+    _require_metric_rate(sample_rate, "PESQ-WB")
+    ref, est = _pair(reference, estimate)
+    return float(pesq_package.pesq(sample_rate, ref, est, "wb"))
+
+
+def stoi(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
+    """Short-time objective intelligibility (0-1) of ``estimate`` against ``reference``."""
+    ref, est = _pair(reference, estimate)
+    return float(pystoi.stoi(ref, est, sample_rate, extended=False))
+
+
+def si_sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Scale-invariant signal-to-distortion ratio in dB (Le Roux et al. 2019); both signals are made zero-mean.
+
+    ``inf`` when ``estimate`` is an exact scaled copy of ``reference``.
+    """
+    ref, est = _pair(reference, estimate)
+    ref = ref - ref.mean()
+    est = est - est.mean()
+    ref_energy = np.dot(ref, ref)
+    if ref_energy == 0.0:
+        raise ValueError("reference: silent (constant) signal, SI-SDR is undefined")
+    target = (np.dot(est, ref) / ref_energy) * ref
+    residual = est - target
+    residual_energy = np.dot(residual, residual)
+    if residual_energy == 0.0:
+        return float("inf")
+    return float(10.0 * np.log10(np.dot(target, target) / residual_energy))
+
+
+def alignment_lag_samples(reference: np.ndarray, estimate: np.ndarray, max_lag_samples: int) -> int | None:
+    """Lag of ``estimate`` behind ``reference`` (positive = delayed), searched within +-``max_lag_samples``.
+
+    The lag is the peak of the cross-correlation; ``None`` when either signal is all zeros.
+    Lengths may differ.
+    """
+    if max_lag_samples < 0:
+        raise ValueError(f"max_lag_samples: must be >= 0, got {max_lag_samples}")
+    ref, est = _mono(reference, "reference"), _mono(estimate, "estimate")
+    if not ref.any() or not est.any():
+        return None
+    correlation = scipy.signal.correlate(est, ref, mode="full", method="fft")
+    lags = scipy.signal.correlation_lags(est.size, ref.size, mode="full")
+    window = np.abs(lags) <= max_lag_samples
+    return int(lags[window][np.argmax(correlation[window])])
+
+
+@lru_cache(maxsize=1)
+def _dnsmos_session() -> onnxruntime.InferenceSession:
+    package, model = _DNSMOS_MODEL
+    path = resources.files(package).joinpath(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"DNSMOS model not found at {path}; install the 'speechmos' package")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    logger.debug("loading DNSMOS model %s", path)
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def dnsmos(audio: np.ndarray, sample_rate: int) -> DnsmosScores:
+    """DNSMOS P.835 SIG/BAK/OVRL of ``audio`` at 16 kHz, averaged over 9.01 s windows hopped by 1 s.
+
+    Clips shorter than a window are repeated (doubled) until they fill one, as the reference script does.
+    """
+    _require_metric_rate(sample_rate, "DNSMOS")
+    signal = _mono(audio, "audio").astype(np.float32)
+    window_frames = int(DNSMOS_WINDOW_S * sample_rate)
+    while signal.size < window_frames:
+        signal = np.concatenate([signal, signal])
+    hops = int(np.floor(signal.size / sample_rate) - DNSMOS_WINDOW_S) + 1
+    segments = np.stack([signal[i * sample_rate : i * sample_rate + window_frames] for i in range(hops)])
+    raw = _dnsmos_session().run(None, {"input_1": segments})[0].astype(np.float64)
+    return DnsmosScores(
+        sig=float(np.mean(_DNSMOS_SIG_POLY(raw[:, 0]))),
+        bak=float(np.mean(_DNSMOS_BAK_POLY(raw[:, 1]))),
+        ovrl=float(np.mean(_DNSMOS_OVRL_POLY(raw[:, 2]))),
+    )

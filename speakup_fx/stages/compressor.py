@@ -1,0 +1,79 @@
+"""Feed-forward compressor: RMS detector, soft knee, attack/release on the gain reduction, linked stereo.
+
+The release is a peak-hold with exponential decay of the gain reduction (in dB) and the attack a
+one-pole on its result (Giannoulis et al. 2012, "decoupled" detector); both are vectorised, the
+release as a running maximum in the log domain.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.signal import lfilter
+
+from speakup_fx.dsp.smoothing import SmoothedParam, hop_ramp
+from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HOP_MS, Stage, hop_frames
+
+KNEE_DB = 6.0
+DETECTOR_S = 0.01
+ATTACK_S = 0.005
+RELEASE_S = 0.15
+
+
+def _one_pole(time_constant_s: float) -> float:
+    return math.exp(-1 / (time_constant_s * ENGINE_SAMPLE_RATE))
+
+
+def gain_reduction_db(level_db: np.ndarray, threshold_db: np.ndarray | float, ratio: np.ndarray | float) -> np.ndarray:
+    """Static curve: reduction (dB, >= 0) for a detector level, soft knee ``KNEE_DB`` wide around the threshold."""
+    over = level_db - threshold_db
+    slope = 1 - 1 / np.asarray(ratio, dtype=np.float64)
+    knee = slope * (over + KNEE_DB / 2) ** 2 / (2 * KNEE_DB)
+    return np.where(over <= -KNEE_DB / 2, 0.0, np.where(over >= KNEE_DB / 2, slope * over, knee))
+
+
+class CompressorStage(Stage):
+    """Compressor (``compressor_threshold_db`` on RMS level, ``compressor_ratio``; 1 = transparent); zero latency."""
+
+    def __init__(self, channels: int, params: Mapping[str, float]) -> None:
+        super().__init__(channels)
+        hop_s = HOP_MS / 1000
+        self._threshold = SmoothedParam("compressor_threshold_db", params, 0.05, hop_s)
+        self._ratio = SmoothedParam("compressor_ratio", params, 0.05, hop_s)
+        self._hop = hop_frames(ENGINE_SAMPLE_RATE)
+        self._detector = _one_pole(DETECTOR_S)
+        self._attack = _one_pole(ATTACK_S)
+        self._release_log = -math.log(_one_pole(RELEASE_S))
+        self.reset()
+
+    def set_params(self, params: Mapping[str, float]) -> None:
+        self._threshold.update(params)
+        self._ratio.update(params)
+
+    def reset(self) -> None:
+        self._threshold.reset()
+        self._ratio.reset()
+        self._power_state = np.zeros(1)
+        self._attack_state = np.zeros(1)
+        self._held_log = -np.inf
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        frames = block.shape[-1]
+        hops = frames // self._hop
+        power = np.mean(block.astype(np.float64) ** 2, axis=0)
+        power, self._power_state = lfilter([1 - self._detector], [1, -self._detector], power, zi=self._power_state)
+        level_db = 10 * np.log10(power + 1e-20)
+        threshold = hop_ramp(self._threshold.hop_values(hops), self._hop)
+        ratio = hop_ramp(self._ratio.hop_values(hops), self._hop)
+        reduction = gain_reduction_db(level_db, threshold, ratio)
+        # release: held[n] = max(reduction[n], decay * held[n-1]), as a running maximum of logs
+        ramp = self._release_log * np.arange(frames)
+        with np.errstate(divide="ignore"):
+            logs = np.log(reduction) + ramp
+        held_log = np.maximum.accumulate(np.concatenate([[self._held_log - self._release_log], logs]))[1:] - ramp
+        self._held_log = held_log[-1]
+        held = np.exp(held_log)
+        smoothed, self._attack_state = lfilter([1 - self._attack], [1, -self._attack], held, zi=self._attack_state)
+        return (block * 10 ** (-smoothed / 20)).astype(np.float32)

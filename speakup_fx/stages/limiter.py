@@ -1,0 +1,85 @@
+"""True-peak limiter: 4x-oversampled peak detection, look-ahead gain with a smooth attack and release.
+
+The gain for each output sample is at most ``ceiling / peak`` of every interpolated value within two
+samples of it: a sliding minimum over the look-ahead, an exponential release of the gain reduction
+(in dB) and a moving average over the look-ahead (which keeps the bound, since each average includes
+the constraining sample). Linked over channels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
+
+from speakup_fx.dsp.loudness import TruePeakDetector
+from speakup_fx.dsp.smoothing import SmoothedParam, hop_ramp
+from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HOP_MS, Stage, hop_frames
+
+LOOKAHEAD_FRAMES = 80
+NEIGHBOURHOOD_FRAMES = 4
+"""Interpolated peaks within two samples either side of a sample bound its gain."""
+RELEASE_S = 0.08
+
+
+def _sliding(filter_1d, values: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``filter_1d`` over the windows ending at each of ``values``; ``history`` holds the ``size - 1`` before.
+
+    Returns the filtered values and the next history.
+    """
+    size = history.size + 1
+    full = np.concatenate([history, values])
+    return filter_1d(full, size, mode="nearest")[size // 2 : size // 2 + values.size], full[values.size :]
+
+
+class TruePeakLimiterStage(Stage):
+    """Limits the true peak to ``limiter_ceiling_dbtp``; latency 96 frames (2 ms)."""
+
+    def __init__(self, channels: int, params: Mapping[str, float]) -> None:
+        super().__init__(channels)
+        self._ceiling_db = SmoothedParam("limiter_ceiling_dbtp", params, 0.02, HOP_MS / 1000)
+        self._hop = hop_frames(ENGINE_SAMPLE_RATE)
+        self._release_log = 1 / (RELEASE_S * ENGINE_SAMPLE_RATE)
+        self._detector = TruePeakDetector(channels)
+        self._latency = LOOKAHEAD_FRAMES - 1 + self._detector.delay_samples + NEIGHBOURHOOD_FRAMES // 2 - 1
+        self.reset()
+
+    @property
+    def latency_samples(self) -> int:
+        return self._latency
+
+    def set_params(self, params: Mapping[str, float]) -> None:
+        self._ceiling_db.update(params)
+
+    def reset(self) -> None:
+        self._ceiling_db.reset()
+        self._detector.reset()
+        self._peaks = np.zeros(NEIGHBOURHOOD_FRAMES - 1)
+        self._required = np.ones(LOOKAHEAD_FRAMES - 1)
+        self._held_log = -np.inf
+        self._held = np.ones(LOOKAHEAD_FRAMES - 1)
+        self._delay = np.zeros((self.channels, self._latency))
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        x = block.astype(np.float64)
+        frames = x.shape[-1]
+        ceiling = 10 ** (hop_ramp(self._ceiling_db.hop_values(frames // self._hop), self._hop) / 20)
+        peaks, self._peaks = _sliding(maximum_filter1d, self._detector.process(x), self._peaks)
+        required = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-20))
+        required, self._required = _sliding(minimum_filter1d, required, self._required)
+        # release: the reduction log(1/gain) decays exponentially; held[n] = max(reduction[n], decay * held[n-1])
+        ramp = self._release_log * np.arange(frames)
+        with np.errstate(divide="ignore"):
+            logs = np.log(-np.log(required)) + ramp
+        held_log = np.maximum.accumulate(np.concatenate([[self._held_log - self._release_log], logs]))[1:] - ramp
+        self._held_log = held_log[-1]
+        held = np.exp(-np.exp(held_log))
+        full = np.concatenate([self._held, held])
+        self._held = full[-self._held.size :]
+        sums = np.cumsum(np.concatenate([[0.0], full]))
+        gain = (sums[LOOKAHEAD_FRAMES:] - sums[:-LOOKAHEAD_FRAMES]) / LOOKAHEAD_FRAMES
+        delayed = np.concatenate([self._delay, x], axis=1)
+        self._delay = delayed[:, frames:]
+        return (delayed[:, :frames] * gain).astype(np.float32)

@@ -1,0 +1,33 @@
+"""Checkpoints: written atomically (temp file + rename), loaded with ``weights_only=True``, versioned, config embedded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Write ``payload`` (tensors, state dicts, plain config dict, counters) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint safely; ValueError on a wrong format version or a file that is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint: no file {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise ValueError(f"checkpoint {path}: cannot be read ({error})") from error
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"checkpoint {path}: format_version {payload.get('format_version') if isinstance(payload, dict) else None}, expected {FORMAT_VERSION}")
+    return payload

@@ -1,0 +1,55 @@
+"""``speakup train --config configs/NAME.toml``: run or resume a training run (launch with torchrun for DDP).
+
+Exit codes: 0 done; 2 bad config or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="TOML file with what differs from the defaults")
+    parser.add_argument("--run-dir", type=Path, help="checkpoints and logs (default: runs/CONFIG_NAME); resumes from it automatically")
+    parser.add_argument("--resume", action="store_true", help="fail unless the run dir holds a checkpoint to resume")
+    parser.add_argument("--max-steps", type=int, help="stop after this many more steps")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--export", type=Path, metavar="WEIGHTS", help="write the run's best checkpoint as safetensors to WEIGHTS and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from speakup_fx.train.config import load_config
+    from speakup_fx.train.distributed import init_from_env, shutdown
+    from speakup_fx.train.loop import train
+
+    try:
+        config = load_config(args.config)
+    except (ValueError, FileNotFoundError) as error:
+        logger.error("%s", error)
+        return 2
+    run_dir = args.run_dir or Path("runs") / args.config.stem
+    if args.export:
+        from speakup_fx.train.export import export_checkpoint
+
+        try:
+            step = export_checkpoint(run_dir / "best.pt", args.export)
+        except (ValueError, FileNotFoundError) as error:
+            logger.error("%s", error)
+            return 2
+        logger.info("exported step %d of %s to %s", step, run_dir, args.export)
+        return 0
+    world = init_from_env(args.device)
+    if not world.is_main:
+        logging.getLogger("speakup_fx").setLevel(logging.WARNING)
+    try:
+        train(config, run_dir, world, args.max_steps, args.resume)
+    except FileNotFoundError as error:
+        logger.error("%s", error)
+        return 2
+    finally:
+        shutdown(world)
+    return 0

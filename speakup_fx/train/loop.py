@@ -1,0 +1,259 @@
+"""The training loop: builds a ``State``, orders ``d_step``/``g_step``, validation and checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from speakup_fx.data.corpus import load_noises, load_real_rirs, simulated_rooms_cached, train_rows
+from speakup_fx.data.dataset import VALIDATION_EPOCH, DegradedSpeech, EpochSampler, is_validation_file
+from speakup_fx.data.degrade import Degrader
+from speakup_fx.models.discriminators import Discriminators
+from speakup_fx.models.paper import PaperGenerator
+from speakup_fx.models.streaming import StreamingGenerator
+from speakup_fx.train import losses
+from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
+from speakup_fx.train.config import Config, to_dict
+from speakup_fx.train.distributed import World, mean_across_ranks, unwrap, wrap
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("generator", "postnet", "adversarial")
+
+
+def build_generator(config: Config) -> nn.Module:
+    """The generator ``config.generator`` names, from its own config section."""
+    if config.generator == "streaming":
+        return StreamingGenerator(config.streaming)
+    return PaperGenerator(config.hifigan_paper)
+
+
+def stage_of(config: Config, step: int) -> str | None:
+    """Stage of the schedule at optimizer step ``step`` (None once the schedule is done)."""
+    s = config.schedule
+    for stage, end in zip(STAGES, np.cumsum([s.generator_steps, s.postnet_steps, s.adversarial_steps])):
+        if step < end:
+            return stage
+    return None
+
+
+@dataclass
+class State:
+    """Every object of a training run."""
+
+    config: Config
+    world: World
+    generator: nn.Module
+    opt_g: torch.optim.Optimizer
+    discriminators: nn.Module | None = None
+    opt_d: torch.optim.Optimizer | None = None
+    step: int = 0
+    epoch: int = 0
+    best_validation: float = float("inf")
+
+
+def build_state(config: Config, world: World) -> State:
+    """Models (DDP-wrapped when the world has several ranks) and optimizers, seeded."""
+    torch.manual_seed(config.seed)
+    generator = build_generator(config).to(world.device)
+    postnet = [p for n, p in generator.named_parameters() if n.startswith("postnet.")]
+    body = [p for n, p in generator.named_parameters() if not n.startswith("postnet.")]
+    o = config.optim
+    opt_g = torch.optim.Adam([{"params": body}, {"params": postnet}], lr=o.generator_lr, betas=o.betas)
+    state = State(config, world, wrap(generator, world), opt_g)
+    if config.schedule.adversarial_steps > 0:
+        discriminators = Discriminators(config.discriminators).to(world.device)
+        state.discriminators = wrap(discriminators, world)
+        state.opt_d = torch.optim.Adam(discriminators.parameters(), lr=o.discriminator_lr, betas=o.betas)
+    return state
+
+
+def set_stage(state: State, stage: str) -> None:
+    """Freeze the postnet (learning rate 0) during the generator-only stage."""
+    state.opt_g.param_groups[1]["lr"] = 0.0 if stage == "generator" else state.config.optim.generator_lr
+
+
+def generate(state: State, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``batch`` with ``fake``: the generator's output for ``noisy``."""
+    return {**batch, "fake": state.generator(batch["noisy"])}
+
+
+def d_step(state: State, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """One discriminator update on real ``target`` vs ``fake.detach()``."""
+    scores, _ = state.discriminators(torch.cat([batch["target"], batch["fake"].detach()]))
+    half = batch["target"].shape[0]
+    loss = losses.lsgan_discriminator_loss([s[:half] for s in scores], [s[half:] for s in scores])
+    state.opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    state.opt_d.step()
+    return {"adv/disc": loss.item()}
+
+
+def generator_losses(state: State, batch: dict[str, torch.Tensor], adversarial: bool) -> dict[str, torch.Tensor]:
+    """Named generator loss terms (unweighted)."""
+    fake, target = batch["fake"], batch["target"]
+    terms = {"gen/l1": losses.l1_loss(fake, target), "gen/stft": losses.multi_resolution_stft_loss(fake, target)}
+    if adversarial:
+        scores, features = state.discriminators(torch.cat([target, fake]))
+        half = target.shape[0]
+        terms["adv/gen"] = losses.lsgan_generator_loss([s[half:] for s in scores])
+        terms["adv/feat"] = losses.feature_matching_loss([[f[:half] for f in fs] for fs in features], [[f[half:] for f in fs] for fs in features])
+    return terms
+
+
+def g_step(state: State, batch: dict[str, torch.Tensor], adversarial: bool = False) -> dict[str, float]:
+    """One generator update with the weighted named losses."""
+    terms = generator_losses(state, batch, adversarial)
+    weights = state.config.loss.weights
+    total = sum(weights.get(name, 0.0) * value for name, value in terms.items())
+    state.opt_g.zero_grad(set_to_none=True)
+    total.backward()
+    norm = nn.utils.clip_grad_norm_(state.generator.parameters(), state.config.optim.grad_clip)
+    state.opt_g.step()
+    return {**{k: v.item() for k, v in terms.items()}, "gen/total": total.item(), "gen/grad_norm": norm.item()}
+
+
+def train_step(state: State, noisy: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """One step of the stage the schedule is in."""
+    stage = stage_of(state.config, state.step)
+    set_stage(state, stage)
+    batch = generate(state, {"noisy": noisy.to(state.world.device), "target": target.to(state.world.device)})
+    logs = d_step(state, batch) if stage == "adversarial" else {}
+    logs.update(g_step(state, batch, adversarial=stage == "adversarial"))
+    state.step += 1
+    return logs
+
+
+def checkpoint_payload(state: State) -> dict:
+    payload = {
+        "config": to_dict(state.config),
+        "step": state.step,
+        "epoch": state.epoch,
+        "best_validation": state.best_validation,
+        "generator": unwrap(state.generator).state_dict(),
+        "opt_g": state.opt_g.state_dict(),
+    }
+    if state.discriminators is not None:
+        payload["discriminators"] = unwrap(state.discriminators).state_dict()
+        payload["opt_d"] = state.opt_d.state_dict()
+    return payload
+
+
+def restore(state: State, payload: dict) -> None:
+    """Load a checkpoint's weights, optimizers and counters into ``state``."""
+    saved = payload["config"]
+    current = to_dict(state.config)
+    for key in ("generator", "streaming", "hifigan_paper", "discriminators"):
+        if saved[key] != current[key]:
+            raise ValueError(f"{key}: the checkpoint was trained with {saved[key]}, the config says {current[key]}")
+    unwrap(state.generator).load_state_dict(payload["generator"])
+    state.opt_g.load_state_dict(payload["opt_g"])
+    if state.discriminators is not None and "discriminators" in payload:
+        unwrap(state.discriminators).load_state_dict(payload["discriminators"])
+        state.opt_d.load_state_dict(payload["opt_d"])
+    state.step, state.epoch, state.best_validation = payload["step"], payload["epoch"], payload["best_validation"]
+
+
+def build_datasets(config: Config) -> tuple[DegradedSpeech, DegradedSpeech]:
+    """Training and validation sets (validation: held-out speech files, fixed draws)."""
+    c, rate = config.data, config.degrade.sample_rate
+    real = load_real_rirs(c.data_dir, rate)
+    rirs = real + simulated_rooms_cached(c.cache_dir, c.simulated_rooms, rate, config.seed)
+    degrader = Degrader(load_noises(c.data_dir, rate), rirs, len(real), config.degrade)
+    speech = [r for r in train_rows(c.data_dir, "speech") if r.sample_rate == rate]
+    held_out = [r for r in speech if is_validation_file(r.path)]
+    training = [r for r in speech if not is_validation_file(r.path)]
+    segment = int(c.segment_s * rate)
+    logger.info("%d training / %d validation speech files, %d noises, %d+%d rooms", len(training), len(held_out), len(degrader.noises), len(real), len(rirs) - len(real))
+    return DegradedSpeech(training, degrader, segment, config.seed), DegradedSpeech(held_out or training, degrader, segment, config.seed)
+
+
+@torch.no_grad()
+def validate(state: State, noisy: torch.Tensor, target: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    """Weighted reconstruction loss on the fixed validation set (rank 0, no DDP)."""
+    generator = unwrap(state.generator).eval()
+    fake = torch.cat([generator(n[None].to(state.world.device)) for n in noisy]).cpu()
+    generator.train()
+    terms = {"val/l1": losses.l1_loss(fake, target).item(), "val/stft": losses.multi_resolution_stft_loss(fake, target).item()}
+    w = state.config.loss.weights
+    terms["val/total"] = w["gen/l1"] * terms["val/l1"] + w["gen/stft"] * terms["val/stft"]
+    return terms, fake
+
+
+def train(config: Config, run_dir: Path, world: World, max_steps: int | None = None, require_resume: bool = False) -> State:
+    """Run (or resume) the schedule, writing checkpoints and TensorBoard logs to ``run_dir``."""
+    torch.set_num_threads(config.threads)
+    state = build_state(config, world)
+    latest = run_dir / "checkpoint.pt"
+    if latest.is_file():
+        restore(state, load_checkpoint(latest))
+        state.epoch += 1
+        logger.info("resumed from %s at step %d", latest, state.step)
+    elif require_resume:
+        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
+    writer = None
+    if world.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+    training, held_out = build_datasets(config)
+    if world.is_main:
+        pairs = [held_out[(VALIDATION_EPOCH, i)] for i in range(config.data.validation_examples)]
+        val_noisy, val_target = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    sampler = EpochSampler(config.data.examples_per_epoch, world.rank, world.world_size)
+    loader = DataLoader(training, batch_size=config.batch_size // world.world_size, sampler=sampler, num_workers=config.data.workers, drop_last=True)
+    end = sum((config.schedule.generator_steps, config.schedule.postnet_steps, config.schedule.adversarial_steps))
+    if max_steps is not None:
+        end = min(end, state.step + max_steps)
+    last_checkpoint = last_snapshot = started = time.monotonic()
+    sums: dict[str, float] = {}
+    while state.step < end:
+        sampler.set_epoch(state.epoch)
+        for noisy, target in loader:
+            logs = train_step(state, noisy, target)
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if state.step % config.log_every == 0:
+                means = {k: mean_across_ranks(torch.tensor(v / config.log_every), world).item() for k, v in sums.items()}
+                sums = {}
+                if writer is not None:
+                    for k, v in means.items():
+                        writer.add_scalar(k, v, state.step)
+                    rate = state.step / max(time.monotonic() - started, 1e-9)
+                    logger.info("step %d (%s) %s", state.step, stage_of(config, state.step - 1), " ".join(f"{k}={v:.4f}" for k, v in sorted(means.items())))
+                    writer.add_scalar("speed/steps_per_s", rate, state.step)
+            now = time.monotonic()
+            done = state.step >= end
+            if world.is_main and (done or now - last_checkpoint >= config.checkpoint_every_s):
+                last_checkpoint = now
+                terms, fake = validate(state, val_noisy, val_target)
+                for k, v in terms.items():
+                    writer.add_scalar(k, v, state.step)
+                rate_hz = config.degrade.sample_rate
+                for name, audio in (("noisy", val_noisy[0]), ("target", val_target[0]), ("enhanced", fake[0])):
+                    writer.add_audio(f"sample/{name}", audio.clamp(-1, 1), state.step, sample_rate=rate_hz)
+                writer.flush()
+                logger.info("step %d validation %s", state.step, " ".join(f"{k}={v:.4f}" for k, v in terms.items()))
+                if terms["val/total"] < state.best_validation:
+                    state.best_validation = terms["val/total"]
+                    save_checkpoint(run_dir / "best.pt", checkpoint_payload(state))
+                save_checkpoint(latest, checkpoint_payload(state))
+                if now - last_snapshot >= config.snapshot_every_s:
+                    last_snapshot = now
+                    save_checkpoint(run_dir / f"checkpoint_{state.step:08d}.pt", checkpoint_payload(state))
+            if done:
+                break
+        state.epoch += 1
+    if writer is not None:
+        writer.close()
+    return state

@@ -1,0 +1,63 @@
+"""Small pure loss functions; tensors are ``(batch, 1, time)`` unless stated."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+STFT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((256, 64), (512, 128), (1024, 256))
+"""(n_fft, hop) pairs of the multi-resolution STFT loss."""
+
+_windows: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def _window(n_fft: int, like: torch.Tensor) -> torch.Tensor:
+    key = (n_fft, like.device, like.dtype)
+    if key not in _windows:
+        _windows[key] = torch.hann_window(n_fft, device=like.device, dtype=like.dtype)
+    return _windows[key]
+
+
+def _check_pair(output: torch.Tensor, target: torch.Tensor) -> None:
+    if output.shape != target.shape or output.ndim != 3:
+        raise ValueError(f"output {tuple(output.shape)} and target {tuple(target.shape)} must both be (batch, channels, time)")
+
+
+def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute waveform error."""
+    _check_pair(output, target)
+    return F.l1_loss(output, target)
+
+
+def multi_resolution_stft_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Spectral convergence + log-magnitude L1, averaged over ``STFT_RESOLUTIONS`` (Yamamoto et al. 2020)."""
+    _check_pair(output, target)
+    total = output.new_zeros(())
+    for n_fft, hop in STFT_RESOLUTIONS:
+        spectra = [
+            torch.stft(s.reshape(-1, s.shape[-1]), n_fft, hop, window=_window(n_fft, s), return_complex=True).abs().clamp_min(1e-7)
+            for s in (output, target)
+        ]
+        out_mag, tgt_mag = spectra
+        # per-example spectral convergence, so a batch mean equals the mean of its shards' means (DDP)
+        convergence = (torch.linalg.norm(tgt_mag - out_mag, dim=(-2, -1)) / torch.linalg.norm(tgt_mag, dim=(-2, -1)).clamp_min(1e-7)).mean()
+        total = total + convergence + F.l1_loss(out_mag.log(), tgt_mag.log())
+    return total / len(STFT_RESOLUTIONS)
+
+
+def lsgan_discriminator_loss(real_scores: list[torch.Tensor], fake_scores: list[torch.Tensor]) -> torch.Tensor:
+    """LSGAN: real -> 1, fake -> 0, summed over discriminators."""
+    return sum(((1 - r) ** 2).mean() + (f**2).mean() for r, f in zip(real_scores, fake_scores, strict=True))
+
+
+def lsgan_generator_loss(fake_scores: list[torch.Tensor]) -> torch.Tensor:
+    """LSGAN: the generator wants fake -> 1, summed over discriminators."""
+    return sum(((1 - f) ** 2).mean() for f in fake_scores)
+
+
+def feature_matching_loss(real_features: list[list[torch.Tensor]], fake_features: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Deep feature matching: L1 between discriminator activations on real and fake, mean over layers, summed over discriminators."""
+    total = 0.0
+    for real_layers, fake_layers in zip(real_features, fake_features, strict=True):
+        total = total + sum(F.l1_loss(f, r.detach()) for r, f in zip(real_layers, fake_layers, strict=True)) / len(real_layers)
+    return total

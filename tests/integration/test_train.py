@@ -1,0 +1,127 @@
+"""Training: every stage steps on a tiny config, checkpoints round-trip, runs resume, configs are strict."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import synthetic
+import torch
+
+from speakup_fx.cli import main
+from speakup_fx.runtime.enhancer import load_enhancer
+from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
+from speakup_fx.train.config import Config, from_dict, load_config
+from speakup_fx.train.distributed import World
+from speakup_fx.train.loop import build_state, checkpoint_payload, restore, stage_of, train, train_step
+
+TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
+CPU = World(0, 1, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    synthetic.write_tiny_corpus(folder)
+    return folder
+
+
+@pytest.fixture
+def config(corpus, tmp_path):
+    base = load_config(TINY)
+    return replace(base, data=replace(base.data, data_dir=str(corpus), cache_dir=str(tmp_path / "cache")))
+
+
+def batch(seed=0, size=2, frames=1600):
+    gen = torch.Generator().manual_seed(seed)
+    target = 0.3 * torch.randn(size, 1, frames, generator=gen)
+    return target + 0.1 * torch.randn(size, 1, frames, generator=gen), target
+
+
+def test_schedule_runs_generator_then_postnet_then_adversarial(config):
+    assert [stage_of(config, s) for s in range(7)] == ["generator"] * 2 + ["postnet"] * 2 + ["adversarial"] * 2 + [None]
+
+
+def test_each_stage_steps_and_returns_its_named_losses(config):
+    state = build_state(config, CPU)
+    postnet_before = [p.clone() for p in state.generator.postnet.parameters()]
+    body_before = state.generator.input.weight.clone()
+    seen = []
+    for _ in range(6):
+        seen.append(train_step(state, *batch(state.step)))
+    assert set(seen[0]) == set(seen[2]) == {"gen/l1", "gen/stft", "gen/total", "gen/grad_norm"}
+    assert {"adv/disc", "adv/gen", "adv/feat"} <= set(seen[5])
+    assert all(torch.isfinite(torch.tensor(v)) for logs in seen for v in logs.values())
+    assert not torch.equal(body_before, state.generator.input.weight)
+    assert any(not torch.equal(a, b) for a, b in zip(postnet_before, state.generator.postnet.parameters()))
+
+
+def test_postnet_is_frozen_during_the_generator_stage(config):
+    state = build_state(config, CPU)
+    before = [p.clone() for p in state.generator.postnet.parameters()]
+    train_step(state, *batch())
+    train_step(state, *batch(1))
+    assert all(torch.equal(a, b) for a, b in zip(before, state.generator.postnet.parameters()))
+
+
+def test_checkpoint_round_trips(config, tmp_path):
+    state = build_state(config, CPU)
+    for _ in range(5):
+        train_step(state, *batch(state.step))
+    save_checkpoint(tmp_path / "c.pt", checkpoint_payload(state))
+    payload = load_checkpoint(tmp_path / "c.pt")
+    assert from_dict(Config, payload["config"]) == config
+    fresh = build_state(config, CPU)
+    restore(fresh, payload)
+    assert fresh.step == 5
+    noisy, _ = batch(9)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.generator(noisy), state.generator(noisy), rtol=0, atol=0)
+        torch.testing.assert_close(fresh.discriminators(noisy)[0][0], state.discriminators(noisy)[0][0], rtol=0, atol=0)
+    logs_a, logs_b = train_step(state, *batch(7)), train_step(fresh, *batch(7))
+    assert logs_a == pytest.approx(logs_b, rel=1e-5)
+
+
+def test_corrupt_or_foreign_checkpoints_raise(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_checkpoint(tmp_path / "bad.pt")
+    torch.save({"format_version": 99}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="format_version"):
+        load_checkpoint(tmp_path / "old.pt")
+
+
+def test_training_resumes_from_the_run_dir(config, tmp_path):
+    run_dir = tmp_path / "run"
+    assert train(config, run_dir, CPU, max_steps=2).step == 2
+    assert load_checkpoint(run_dir / "checkpoint.pt")["step"] == 2
+    assert (run_dir / "best.pt").is_file() and any((run_dir / "tensorboard").iterdir())
+    assert train(config, run_dir, CPU).step == 6
+
+
+def test_resume_flag_fails_without_a_checkpoint(config, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--resume"):
+        train(config, tmp_path / "empty", CPU, require_resume=True)
+
+
+def test_unknown_and_mistyped_keys_name_the_dotted_key(tmp_path):
+    (tmp_path / "a.toml").write_text("[streaming]\nchanels = 3\n")
+    with pytest.raises(ValueError, match="streaming.chanels"):
+        load_config(tmp_path / "a.toml")
+    (tmp_path / "b.toml").write_text("[schedule]\ngenerator_steps = 'many'\n")
+    with pytest.raises(ValueError, match="schedule.generator_steps"):
+        load_config(tmp_path / "b.toml")
+    (tmp_path / "c.toml").write_text("[loss.weights]\n'gen/mel' = 1.0\n")
+    with pytest.raises(ValueError, match="gen/mel"):
+        load_config(tmp_path / "c.toml")
+
+
+def test_cli_trains_then_exports_loadable_weights(config, corpus, tmp_path):
+    toml = tmp_path / "t.toml"
+    toml.write_text(TINY.read_text().replace("[data]", f"[data]\ndata_dir = '{corpus}'\ncache_dir = '{tmp_path / 'cache'}'"))
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", str(toml), "--run-dir", str(run_dir), "--max-steps", "1", "--device", "cpu"]) == 0
+    weights = tmp_path / "w.safetensors"
+    assert main(["train", "--config", str(toml), "--run-dir", str(run_dir), "--export", str(weights)]) == 0
+    enhancer = load_enhancer(weights, device="cpu")
+    assert enhancer.enhance(synthetic.speech_like(0.3, 16_000)).shape == (1, 4800)
+    assert main(["train", "--config", str(tmp_path / "missing.toml")]) == 2

@@ -1,0 +1,129 @@
+"""Degradation pipeline: measured quantities match drawn ones; draws are reproducible."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import synthetic
+
+from speakup_fx.data.degrade import (
+    DegradeConfig,
+    DegradeParams,
+    Degrader,
+    codec_roundtrip,
+    direct_path_index,
+    drr_db,
+    mix_at_snr,
+    reshape_drr,
+    reshape_rt60,
+    rms_db,
+    schroeder_rt60_s,
+)
+
+SAMPLE_RATE = 16_000
+
+
+def exponential_rir(rt60_s: float, delay_samples: int = 40, seed: int = 0) -> np.ndarray:
+    """Direct impulse then Gaussian noise decaying 60 dB in ``rt60_s``."""
+    rng = np.random.default_rng(seed)
+    n = int(1.5 * rt60_s * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    tail = rng.standard_normal(n) * np.exp(-3 * np.log(10) * t / rt60_s) * 0.3
+    rir = np.zeros(delay_samples + n, np.float32)
+    rir[delay_samples + 80 :] = tail[: n - 80]
+    rir[delay_samples] = 1.0
+    return rir
+
+
+def make_degrader(**overrides) -> Degrader:
+    noises = [synthetic.noise(1.0, SAMPLE_RATE, seed=s)[0] for s in range(3)]
+    rirs = [exponential_rir(0.4, seed=1), exponential_rir(0.8, seed=2)]
+    return Degrader(noises, rirs, real_rir_count=1, config=replace(DegradeConfig(), **overrides))
+
+
+def test_mixed_noise_has_the_asked_snr():
+    speech = synthetic.speech_like(1.0, SAMPLE_RATE)[0]
+    noise = synthetic.noise(1.0, SAMPLE_RATE, seed=3)[0]
+    for snr in (-5.0, 7.5, 35.0):
+        mixed = mix_at_snr(speech, noise, snr)
+        measured = rms_db(speech) - rms_db(mixed - speech)
+        assert measured == pytest.approx(snr, abs=0.01)
+
+
+def test_degrader_noise_snr_equals_drawn_snr():
+    degrader = make_degrader()
+    clean = synthetic.speech_like(1.0, SAMPLE_RATE)[0]
+    params = DegradeParams(level_db=-25.0, noise_index=1, noise_offset=1234, snr_db=3.0)
+    target = degrader.target(clean, params)
+    noisy = degrader.apply(clean, params)
+    assert rms_db(target) == pytest.approx(-25.0, abs=0.01)
+    assert rms_db(target) - rms_db(noisy - target) == pytest.approx(3.0, abs=0.01)
+
+
+def test_schroeder_measures_a_known_decay():
+    for rt60 in (0.3, 0.9):
+        assert schroeder_rt60_s(exponential_rir(rt60), SAMPLE_RATE) == pytest.approx(rt60, rel=0.05)
+
+
+@pytest.mark.parametrize("target_s", [0.2, 0.5, 1.0])
+def test_rt60_is_reshaped_as_asked(target_s):
+    reshaped = reshape_rt60(exponential_rir(0.6), SAMPLE_RATE, target_s)
+    assert schroeder_rt60_s(reshaped, SAMPLE_RATE) == pytest.approx(target_s, rel=0.08)
+
+
+@pytest.mark.parametrize("target_db", [0.0, 6.0, 15.0])
+def test_drr_is_reshaped_as_asked(target_db):
+    rir = exponential_rir(0.5)
+    rir[41] = 0.5  # a direct sound a few samples wide
+    assert drr_db(reshape_drr(rir, SAMPLE_RATE, target_db), SAMPLE_RATE) == pytest.approx(target_db, abs=0.05)
+
+
+def test_reverberant_output_is_aligned_with_the_dry_target():
+    degrader = make_degrader()
+    clean = synthetic.speech_like(1.0, SAMPLE_RATE)[0]
+    params = DegradeParams(level_db=-20.0, rir_index=1, drr_db=10.0)
+    noisy, target = degrader.apply(clean, params), degrader.target(clean, params)
+    corr = np.correlate(noisy, target[2000:-2000], mode="valid")
+    assert int(np.argmax(corr)) == 2000
+    assert direct_path_index(degrader.room(params)) == 40
+
+
+def test_same_seed_gives_the_same_example():
+    degrader = make_degrader(codec_prob=0.5)
+    clean = synthetic.speech_like(1.0, SAMPLE_RATE)[0]
+    draws = [degrader.draw(np.random.default_rng([7, 1, 3])) for _ in range(2)]
+    assert draws[0] == draws[1]
+    np.testing.assert_array_equal(degrader.apply(clean, draws[0]), degrader.apply(clean, draws[1]))
+
+
+def test_different_seeds_give_different_examples():
+    degrader = make_degrader()
+    clean = synthetic.speech_like(1.0, SAMPLE_RATE)[0]
+    draws = [degrader.draw(np.random.default_rng([7, 1, i])) for i in range(8)]
+    assert len(set(draws)) == 8
+    outputs = [degrader.apply(clean, d) for d in draws[:2]]
+    assert not np.allclose(outputs[0], outputs[1])
+
+
+def test_apply_never_mutates_clean_and_keeps_length():
+    degrader = make_degrader(codec_prob=1.0, clip_prob=1.0, eq_prob=1.0, bandlimit_prob=1.0, clean_only_prob=0.0)
+    clean = np.array(synthetic.speech_like(1.0, SAMPLE_RATE)[0])
+    before = clean.copy()
+    params = degrader.draw(np.random.default_rng(0))
+    noisy = degrader.apply(clean, params)
+    np.testing.assert_array_equal(clean, before)
+    assert noisy.shape == clean.shape and noisy.dtype == np.float32 and np.all(np.isfinite(noisy))
+
+
+@pytest.mark.parametrize("codec", ["libopus", "libmp3lame", "aac"])
+def test_codec_roundtrip_is_realigned(codec):
+    x = synthetic.speech_like(1.0, SAMPLE_RATE)[0]
+    y = codec_roundtrip(x, SAMPLE_RATE, codec, 32_000)
+    assert y.shape == x.shape
+    corr = np.correlate(y, x[1000:-1000], mode="valid")
+    assert abs(int(np.argmax(corr)) - 1000) <= 1
+
+
+def test_apply_rejects_stereo():
+    with pytest.raises(ValueError, match="clean"):
+        make_degrader().apply(np.zeros((2, 100), np.float32), DegradeParams(level_db=-20.0))

@@ -1,0 +1,124 @@
+"""The evaluation metrics on synthetic signals: known answers, invariances and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import synthetic
+
+from speakup_fx.eval import metrics
+
+RATE = 16_000
+
+
+def clean_speech(duration_s: float = 3.0) -> np.ndarray:
+    return synthetic.speech_like(duration_s, RATE)[0]
+
+
+def with_white_noise(signal: np.ndarray, snr_db: float, seed: int = 3) -> np.ndarray:
+    """``signal`` plus zero-mean white noise at exactly ``snr_db`` relative to the zero-mean signal."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(signal.size)
+    noise -= noise.mean()
+    centred = signal - signal.mean()
+    noise *= np.sqrt(np.sum(centred**2) / np.sum(noise**2) / 10 ** (snr_db / 10))
+    return (signal + noise).astype(np.float32)
+
+
+def test_si_sdr_of_a_signal_against_itself_is_huge():
+    x = clean_speech()
+    assert metrics.si_sdr_db(x, x) > 100.0
+
+
+@pytest.mark.parametrize("snr_db", [-5.0, 0.0, 10.0, 25.0])
+def test_si_sdr_of_signal_plus_noise_matches_the_snr(snr_db):
+    x = clean_speech()
+    assert metrics.si_sdr_db(x, with_white_noise(x, snr_db)) == pytest.approx(snr_db, abs=0.1)
+
+
+@pytest.mark.parametrize("scale", [0.1, 7.0, -3.0])
+def test_si_sdr_does_not_depend_on_the_estimate_scale_or_offset(scale):
+    x = clean_speech()
+    y = with_white_noise(x, 5.0)
+    assert metrics.si_sdr_db(x, scale * y + 0.01) == pytest.approx(metrics.si_sdr_db(x, y), abs=1e-6)
+
+
+def test_si_sdr_rejects_a_silent_reference_and_unequal_lengths():
+    x = clean_speech()
+    with pytest.raises(ValueError, match="reference"):
+        metrics.si_sdr_db(np.zeros_like(x), x)
+    with pytest.raises(ValueError, match="frames"):
+        metrics.si_sdr_db(x, x[:-1])
+
+
+def test_metrics_accept_one_channel_arrays_and_reject_stereo():
+    x = synthetic.speech_like(3.0, RATE)
+    assert metrics.si_sdr_db(x, x) > 100.0
+    stereo = synthetic.speech_like(3.0, RATE, channels=2)
+    with pytest.raises(ValueError, match="mono"):
+        metrics.si_sdr_db(stereo, stereo)
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.stoi(x, np.full_like(x, np.nan), RATE)
+
+
+def test_metrics_do_not_modify_their_inputs():
+    x = np.array(clean_speech())
+    y = np.array(with_white_noise(x, 0.0))
+    x_before, y_before = x.copy(), y.copy()
+    metrics.si_sdr_db(x, y)
+    metrics.pesq_wb(x, y, RATE)
+    metrics.stoi(x, y, RATE)
+    metrics.dnsmos(y, RATE)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(y, y_before)
+
+
+def test_pesq_is_high_for_a_clean_copy_and_lower_for_a_noised_one():
+    x = clean_speech()
+    assert metrics.pesq_wb(x, x, RATE) > 4.0
+    assert metrics.pesq_wb(x, with_white_noise(x, 0.0), RATE) < 2.0
+
+
+def test_pesq_needs_16_khz():
+    x = synthetic.speech_like(1.0, 8000)[0]
+    with pytest.raises(ValueError, match="sample_rate"):
+        metrics.pesq_wb(x, x, 8000)
+
+
+def test_stoi_is_near_one_for_a_clean_copy_and_falls_with_noise():
+    x = clean_speech()
+    assert metrics.stoi(x, x, RATE) > 0.99
+    mild, heavy = (metrics.stoi(x, with_white_noise(x, snr), RATE) for snr in (10.0, -5.0))
+    assert heavy < mild < 0.99
+
+
+def test_dnsmos_returns_finite_scores_on_the_mos_scale():
+    clips = (synthetic.speech_like(1.2, RATE), synthetic.noisy_speech(1.2, RATE, snr_db=0.0), synthetic.silence(1.2, RATE))
+    for audio in clips:
+        scores = metrics.dnsmos(audio, RATE)
+        for value in (scores.sig, scores.bak, scores.ovrl):
+            assert np.isfinite(value) and 1.0 <= value <= 5.0
+
+
+def test_dnsmos_rates_background_noise_below_a_clean_signal():
+    clean = metrics.dnsmos(synthetic.speech_like(1.2, RATE), RATE)
+    noisy = metrics.dnsmos(synthetic.noisy_speech(1.2, RATE, snr_db=0.0), RATE)
+    assert noisy.bak < clean.bak - 1.0
+
+
+def test_dnsmos_needs_16_khz():
+    with pytest.raises(ValueError, match="sample_rate"):
+        metrics.dnsmos(synthetic.speech_like(1.2, 48_000), 48_000)
+
+
+@pytest.mark.parametrize("delay_samples", [0, 37, -12, 800])
+def test_alignment_lag_finds_a_known_delay(delay_samples):
+    clean = clean_speech()
+    noisy = synthetic.noisy_speech(3.0, RATE, snr_db=5.0)[0]
+    shifted = np.roll(noisy, delay_samples)
+    assert metrics.alignment_lag_samples(clean, shifted, max_lag_samples=1000) == delay_samples
+
+
+def test_alignment_lag_of_silence_is_none():
+    x = clean_speech()
+    assert metrics.alignment_lag_samples(x, np.zeros_like(x), max_lag_samples=100) is None
