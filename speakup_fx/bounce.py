@@ -58,6 +58,8 @@ LOUDNESS_SEARCH_PASSES = 4
 MIN_LOUDNESS_SLOPE = 0.05
 """LU per dB of gain assumed at least when searching (a limiter flattens the curve, never reverses it)."""
 MAX_GAIN_STEP_DB = 20.0
+HEAVY_LIMITING_DB = 6.0
+"""A warning is logged when the target needs more gain than this beyond the linear estimate (peaks squashed)."""
 TEMP_MARK = ".speakup-tmp"
 """Part of every temporary file's name (hidden, beside the output)."""
 
@@ -215,15 +217,15 @@ def _plan(inputs: list[Path], output: Path, output_format: str | None, report: P
     single_file = len(inputs) == 1 and not inputs[0].is_dir()
     if single_file and not inputs[0].exists():
         raise BounceError(f"{inputs[0]}: no such file")
+    if report is not None and single_file and report.suffix.lower() != ".png":
+        raise BounceError(f"report {report}: expected a .png path")
+    if report is not None and not single_file and report.suffix.lower() == ".png":
+        raise BounceError(f"report {report}: must be a folder when bouncing folders or several files")
     if single_file and not (output.is_dir() or str(output).endswith(os.sep)):
         file_format = _file_output_format(inputs[0], output, output_format)
-        if report is not None and report.suffix.lower() != ".png":
-            raise BounceError(f"report {report}: expected a .png path")
         return [_Job(inputs[0], output, file_format, report)], []
     if output.exists() and not output.is_dir():
         raise BounceError(f"output {output}: must be a folder when bouncing folders or several files")
-    if report is not None and report.suffix.lower() == ".png" and not single_file:
-        raise BounceError(f"report {report}: must be a folder when bouncing folders or several files")
     jobs: list[_Job] = []
     failures: list[BounceResult] = []
     for path in inputs:
@@ -243,7 +245,9 @@ def _plan(inputs: list[Path], output: Path, output_format: str | None, report: P
         for file, relative in pairs:
             job_format = None if is_video_file(file) else output_format or _format_of(file) or "wav"
             target = output / (relative if job_format is None else relative.with_suffix(f".{job_format}"))
-            job_report = report / relative.with_name(relative.name + ".png") if report is not None else None
+            job_report = report
+            if report is not None and not single_file:
+                job_report = report / relative.with_name(relative.name + ".png")
             jobs.append(_Job(file, target, job_format, job_report))
     if not jobs and not failures:
         raise BounceError("no audio or video files to bounce in " + ", ".join(map(str, inputs)))
@@ -454,6 +458,12 @@ class _FileBounce:
                 after = self._write(limited(best_gain_db), path)
             if not on_target(best_lufs):
                 logger.warning("%s: loudness %.2f LU off target at best (limiter ceiling reached)", job.input, best_lufs - target_lufs)
+            if best_gain_db - tried[0][0] > HEAVY_LIMITING_DB:
+                logger.warning(
+                    "%s: reaching %.1f LUFS under %.1f dBTP took %.1f dB of gain beyond the linear estimate; "
+                    "peaks are limited hard (more compression or a lower target would sound better)",
+                    job.input, target_lufs, ceiling_dbtp, best_gain_db - tried[0][0],
+                )
         self.result.gain_db = best_gain_db
         return after
 
@@ -634,6 +644,18 @@ def run(args: argparse.Namespace) -> int:
         logger.error("%s", error)
         return 2
     progress = _TerminalProgress() if sys.stderr.isatty() else _LogProgress()
+    handlers = logging.getLogger().handlers
+    for handler in handlers:  # a log line first ends the progress line
+        handler.addFilter(progress.end_line)
+    try:
+        return _run_bounce(args, overrides, progress)
+    finally:
+        progress.end_line()
+        for handler in handlers:
+            handler.removeFilter(progress.end_line)
+
+
+def _run_bounce(args: argparse.Namespace, overrides: dict[str, str], progress: _TerminalProgress | _LogProgress) -> int:
     try:
         bounce(
             args.inputs,
@@ -649,7 +671,6 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )
     except BounceError as error:
-        progress.finish()
         if error.results is None:
             logger.error("%s", error)
             return 2
@@ -658,7 +679,6 @@ def run(args: argparse.Namespace) -> int:
         failed = sum(not result.ok for result in error.results)
         logger.error("%d of %d files failed", failed, len(error.results))
         return 1
-    progress.finish()
     return 0
 
 
@@ -672,7 +692,7 @@ class _TerminalProgress:
 
     def __call__(self, path: Path, phase: str, done_s: float, total_s: float | None) -> None:
         if phase == "done":
-            self.finish()
+            self.end_line()
             return
         if total_s:
             fraction = min(done_s / total_s, 1.0)
@@ -685,10 +705,12 @@ class _TerminalProgress:
             sys.stderr.flush()
             self._shown = line
 
-    def finish(self) -> None:
+    def end_line(self, record: object = None) -> bool:
+        """End the progress line (also a logging filter: lets every record through)."""
         if self._shown:
             sys.stderr.write("\n")
             self._shown = ""
+        return True
 
 
 class _LogProgress:
@@ -706,8 +728,8 @@ class _LogProgress:
             of_total = f" of {_clock(total_s)}" if total_s else ""
             logger.info("%s: %s %s%s", path, phase, _clock(done_s), of_total)
 
-    def finish(self) -> None:
-        pass
+    def end_line(self, record: object = None) -> bool:
+        return True
 
 
 def _clock(seconds: float) -> str:

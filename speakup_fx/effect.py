@@ -17,9 +17,8 @@ feeding zeros flushes the tail.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, MutableSequence
+from collections.abc import Iterable, Iterator, MutableSequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,8 +30,6 @@ from speakup_fx.stages.base import ENGINE_SAMPLE_RATE
 if TYPE_CHECKING:
     from speakup_fx.engine import Engine
     from speakup_fx.presets import Preset
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_BUFFER_SIZE = 8192
 """pedalboard's default ``buffer_size``."""
@@ -290,7 +287,8 @@ class Board(MutableSequence):
         if isinstance(plugin, (SpeakUp, Board, _pedalboard_plugin_type())):
             return plugin
         raise TypeError(
-            f"Board items must be pedalboard plugins, SpeakUp effects or Boards, got {type(plugin).__name__}: {plugin!r}"
+            "Board items must be pedalboard plugins, SpeakUp effects or Boards, "
+            f"got {type(plugin).__name__}: {plugin!r}"
         )
 
     def __getitem__(self, index: int | slice) -> Any:

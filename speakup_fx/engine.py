@@ -135,7 +135,7 @@ class Engine:
         self._padding_frames, max_surplus = self._plan_output_padding()
         self.latency_samples = (chain_ticks + fraction_ticks) // ticks_per_host_frame + self._padding_frames
         """Delay of the output behind the input, in host frames (the same for the wet and the dry path)."""
-        engine_block = self._to_engine.outputs_after(self._max_block + self._to_engine.lookahead_frames + 1)
+        engine_block = math.ceil(self._max_block * ENGINE_SAMPLE_RATE / self.sample_rate) + 1
         self._input_ring = RingBuffer(channels, self._hop + engine_block)
         self._output_ring = RingBuffer(channels, self._padding_frames + max(0, max_surplus) + self._max_block + 1)
         self._dry_ring = RingBuffer(channels, self.latency_samples + self._max_block)

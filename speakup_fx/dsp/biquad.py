@@ -26,7 +26,11 @@ def high_shelf_sos(frequency_hz: float, gain_db: float, sample_rate: int, slope:
     cos_w0 = math.cos(w0)
     alpha = math.sin(w0) / 2 * math.sqrt((a + 1 / a) * (1 / slope - 1) + 2)
     root = 2 * math.sqrt(a) * alpha
-    b = [a * ((a + 1) + (a - 1) * cos_w0 + root), -2 * a * ((a - 1) + (a + 1) * cos_w0), a * ((a + 1) + (a - 1) * cos_w0 - root)]
+    b = [
+        a * ((a + 1) + (a - 1) * cos_w0 + root),
+        -2 * a * ((a - 1) + (a + 1) * cos_w0),
+        a * ((a + 1) + (a - 1) * cos_w0 - root),
+    ]
     den = [(a + 1) - (a - 1) * cos_w0 + root, 2 * ((a - 1) - (a + 1) * cos_w0), (a + 1) - (a - 1) * cos_w0 - root]
     return np.array([b + den]) / den[0]
 

@@ -1,8 +1,7 @@
 """Feed-forward compressor: RMS detector, soft knee, attack/release on the gain reduction, linked stereo.
 
-The release is a peak-hold with exponential decay of the gain reduction (in dB) and the attack a
-one-pole on its result (Giannoulis et al. 2012, "decoupled" detector); both are vectorised, the
-release as a running maximum in the log domain.
+The gain reduction (dB) is released exponentially after an instant attack, then smoothed by a
+one-pole for the attack (Giannoulis et al. 2012, the "decoupled" detector); both vectorised.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.signal import lfilter
 
+from speakup_fx.dsp.envelope import release_envelope
 from speakup_fx.dsp.smoothing import SmoothedParam, hop_ramp
 from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HOP_MS, Stage, hop_frames
 
@@ -45,7 +45,7 @@ class CompressorStage(Stage):
         self._hop = hop_frames(ENGINE_SAMPLE_RATE)
         self._detector = _one_pole(DETECTOR_S)
         self._attack = _one_pole(ATTACK_S)
-        self._release_log = -math.log(_one_pole(RELEASE_S))
+        self._release = _one_pole(RELEASE_S)
         self.reset()
 
     def set_params(self, params: Mapping[str, float]) -> None:
@@ -57,7 +57,7 @@ class CompressorStage(Stage):
         self._ratio.reset()
         self._power_state = np.zeros(1)
         self._attack_state = np.zeros(1)
-        self._held_log = -np.inf
+        self._held = 0.0
 
     def process(self, block: np.ndarray) -> np.ndarray:
         frames = block.shape[-1]
@@ -68,12 +68,7 @@ class CompressorStage(Stage):
         threshold = hop_ramp(self._threshold.hop_values(hops), self._hop)
         ratio = hop_ramp(self._ratio.hop_values(hops), self._hop)
         reduction = gain_reduction_db(level_db, threshold, ratio)
-        # release: held[n] = max(reduction[n], decay * held[n-1]), as a running maximum of logs
-        ramp = self._release_log * np.arange(frames)
-        with np.errstate(divide="ignore"):
-            logs = np.log(reduction) + ramp
-        held_log = np.maximum.accumulate(np.concatenate([[self._held_log - self._release_log], logs]))[1:] - ramp
-        self._held_log = held_log[-1]
-        held = np.exp(held_log)
+        held = release_envelope(reduction, self._release, self._held)
+        self._held = float(held[-1])
         smoothed, self._attack_state = lfilter([1 - self._attack], [1, -self._attack], held, zi=self._attack_state)
         return (block * 10 ** (-smoothed / 20)).astype(np.float32)

@@ -1,8 +1,8 @@
 """De-hum: detects 50 or 60 Hz mains hum in the signal and notches its fundamental and harmonics.
 
-Detection: each hop, the mono signal is demodulated at the first five harmonics of 50 and of
-60 Hz and 4 Hz either side; a 1 s Hann-weighted sliding sum of those per-hop sums is a 1 Hz
-resolution DFT. A family is hum when its harmonics stand 10 dB above their neighbours (it stops
+Detection: each hop, the mono signal, low-passed at 280 Hz, is demodulated at the first four
+harmonics of 50 and of 60 Hz and 4 Hz either side; a 1 s Hann-weighted sliding sum of those
+per-hop sums is a 1 Hz resolution DFT. A family is hum when its harmonics stand 10 dB above their neighbours (it stops
 being hum below 5 dB, and the other family takes over only when 6 dB stronger). Removal: a
 cascade of 2 Hz wide notches on every harmonic up to 8 kHz, crossfaded in and out over 0.2 s,
 mixed in by ``dehum_amount`` (1 = full notch depth). Without hum the signal passes untouched.
@@ -45,7 +45,7 @@ def notch_sos(mains_hz: float, sample_rate: int = ENGINE_SAMPLE_RATE) -> np.ndar
     return np.array(rows)
 
 
-class HumDetector:
+class _HumDetector:
     """Per-hop hum evidence for each mains family: harmonic energy over neighbouring energy."""
 
     def __init__(self, hop: int) -> None:
@@ -71,7 +71,7 @@ class HumDetector:
         slot = self._hop_index % self._window.size
         mono = self._lowpass.process(mono[None])[0]
         self._sums[slot] = np.sum(self._table * mono, axis=1) * phase  # elementwise: no BLAS threads for tiny products
-        self._hop_index += 1
+        self._hop_index = (self._hop_index + 1) % (self._hops_per_second * self._window.size)
         weights = np.roll(self._window, slot + 1)  # oldest slot gets the first weight
         energy = np.abs(np.sum(weights[:, None] * self._sums, axis=0)) ** 2 / self._norm
         energy = energy.reshape(len(MAINS_HZ), DETECT_HARMONICS, 3).sum(axis=1)
@@ -85,7 +85,7 @@ class DehumStage(Stage):
         super().__init__(channels)
         self._amount = SmoothedParam("dehum_amount", params, 0.05, HOP_MS / 1000)
         self._hop = hop_frames(ENGINE_SAMPLE_RATE)
-        self._detector = HumDetector(self._hop)
+        self._detector = _HumDetector(self._hop)
         self._notches = [SosFilter(notch_sos(mains_hz), channels) for mains_hz in MAINS_HZ]
         self._fade_step = HOP_MS / 1000 / CROSSFADE_S
         self.reset()

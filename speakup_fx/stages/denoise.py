@@ -45,17 +45,17 @@ _NOISE_BIAS = 1.47  # beta: compensates the speech-absence-weighted average
 _GAMMA_0 = 4.6
 _GAMMA_1 = 3.0
 _ZETA_0 = 1.67
-# OM-LSA
-_DD_SMOOTHING = 0.96
+# OM-LSA (Cohen & Berdugo 2001); alpha and q_max tuned on VoiceBank-DEMAND and synthetic noise
+_DD_SMOOTHING = 0.96  # decision-directed alpha
 _MIN_PRIOR_SNR = 10 ** (-25 / 10)
-_MAX_ABSENCE = 0.98
+_MAX_ABSENCE = 0.98  # q_max: speech-absence probabilities are capped (for IMCRA's too)
 _PRIOR_AVERAGING = 0.7
 _PRIOR_PRESENCE_LOW = 10 ** (-10 / 10)
 _PRIOR_PRESENCE_HIGH = 10 ** (-5 / 10)
 _LOCAL_WINDOW = np.hanning(5)[1:-1] / np.hanning(5)[1:-1].sum()
 _GLOBAL_WINDOW = np.hanning(33)[1:-1] / np.hanning(33)[1:-1].sum()
 _FRAME_BINS = slice(4, 321)  # 100 Hz to 8 kHz
-_REVERB_POWER_SMOOTHING = 0.5
+_REVERB_POWER_SMOOTHING = 0.5  # recursive smoothing of the reverberant speech power
 _EPS = 1e-12
 
 
@@ -115,7 +115,6 @@ class SpectralDenoiseStage(Stage):
         self._denoise.reset()
         self._dereverb.reset()
         self._frame = 0
-        self._started = False
 
     def set_params(self, params: Mapping[str, float]) -> None:
         self._denoise.update(params)
@@ -180,7 +179,8 @@ class SpectralDenoiseStage(Stage):
         minimum = _MIN_BIAS * self._minimum.update(self._smoothed) + _EPS
         absent = (power < _GAMMA_0 * minimum) & (self._smoothed < _ZETA_0 * minimum)
         weight = _smooth_frequency(absent.astype(np.float64))
-        smoothed_absent = np.where(weight > 0, _smooth_frequency(absent * power) / np.maximum(weight, _EPS), self._smoothed_absent)
+        absent_power = _smooth_frequency(absent * power) / np.maximum(weight, _EPS)
+        smoothed_absent = np.where(weight > 0, absent_power, self._smoothed_absent)
         self._smoothed_absent = _POWER_SMOOTHING * self._smoothed_absent + (1 - _POWER_SMOOTHING) * smoothed_absent
         minimum = _MIN_BIAS * self._minimum_absent.update(self._smoothed_absent) + _EPS
         posterior_min = power / minimum
@@ -194,7 +194,7 @@ class SpectralDenoiseStage(Stage):
         local = np.convolve(self._prior_average, _LOCAL_WINDOW, mode="same")
         wide = np.convolve(self._prior_average, _GLOBAL_WINDOW, mode="same")
         frame = np.mean(self._prior_average[_FRAME_BINS])
-        presence = _presence_likelihood(local) * _presence_likelihood(wide) * _presence_likelihood(np.float64(frame))
+        presence = _presence_likelihood(local) * _presence_likelihood(wide) * _presence_likelihood(frame)
         return np.minimum(1 - presence, _MAX_ABSENCE)
 
     def _noise_update(self, power: np.ndarray, presence: np.ndarray) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
+from speakup_fx.dsp.envelope import release_envelope
 from speakup_fx.dsp.loudness import TruePeakDetector
 from speakup_fx.dsp.smoothing import SmoothedParam, hop_ramp
 from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HOP_MS, Stage, hop_frames
@@ -41,7 +42,7 @@ class TruePeakLimiterStage(Stage):
         super().__init__(channels)
         self._ceiling_db = SmoothedParam("limiter_ceiling_dbtp", params, 0.02, HOP_MS / 1000)
         self._hop = hop_frames(ENGINE_SAMPLE_RATE)
-        self._release_log = 1 / (RELEASE_S * ENGINE_SAMPLE_RATE)
+        self._release = math.exp(-1 / (RELEASE_S * ENGINE_SAMPLE_RATE))
         self._detector = TruePeakDetector(channels)
         self._latency = LOOKAHEAD_FRAMES - 1 + self._detector.delay_samples + NEIGHBOURHOOD_FRAMES // 2 - 1
         self.reset()
@@ -58,8 +59,8 @@ class TruePeakLimiterStage(Stage):
         self._detector.reset()
         self._peaks = np.zeros(NEIGHBOURHOOD_FRAMES - 1)
         self._required = np.ones(LOOKAHEAD_FRAMES - 1)
-        self._held_log = -np.inf
-        self._held = np.ones(LOOKAHEAD_FRAMES - 1)
+        self._reduction = 0.0
+        self._gain_history = np.ones(LOOKAHEAD_FRAMES - 1)
         self._delay = np.zeros((self.channels, self._latency))
 
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -69,15 +70,11 @@ class TruePeakLimiterStage(Stage):
         peaks, self._peaks = _sliding(maximum_filter1d, self._detector.process(x), self._peaks)
         required = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-20))
         required, self._required = _sliding(minimum_filter1d, required, self._required)
-        # release: the reduction log(1/gain) decays exponentially; held[n] = max(reduction[n], decay * held[n-1])
-        ramp = self._release_log * np.arange(frames)
-        with np.errstate(divide="ignore"):
-            logs = np.log(-np.log(required)) + ramp
-        held_log = np.maximum.accumulate(np.concatenate([[self._held_log - self._release_log], logs]))[1:] - ramp
-        self._held_log = held_log[-1]
-        held = np.exp(-np.exp(held_log))
-        full = np.concatenate([self._held, held])
-        self._held = full[-self._held.size :]
+        reduction = release_envelope(-np.log(required), self._release, self._reduction)  # in nepers
+        self._reduction = float(reduction[-1])
+        held = np.exp(-reduction)
+        full = np.concatenate([self._gain_history, held])
+        self._gain_history = full[-self._gain_history.size :]
         sums = np.cumsum(np.concatenate([[0.0], full]))
         gain = (sums[LOOKAHEAD_FRAMES:] - sums[:-LOOKAHEAD_FRAMES]) / LOOKAHEAD_FRAMES
         delayed = np.concatenate([self._delay, x], axis=1)

@@ -160,6 +160,9 @@ def restore(state: State, payload: dict) -> None:
         unwrap(state.discriminators).load_state_dict(payload["discriminators"])
         state.opt_d.load_state_dict(payload["opt_d"])
     state.step, state.epoch, state.best_validation = payload["step"], payload["epoch"], payload["best_validation"]
+    if any(saved[key] != current[key] for key in ("degrade", "data", "loss")):
+        logger.warning("data or loss settings changed since the checkpoint: validation scores restart")
+        state.best_validation = float("inf")
 
 
 def build_datasets(config: Config) -> tuple[DegradedSpeech, DegradedSpeech]:

@@ -8,6 +8,9 @@ from torch.nn import functional as F
 STFT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((256, 64), (512, 128), (1024, 256))
 """(n_fft, hop) pairs of the multi-resolution STFT loss."""
 
+LOG_FLOOR = 1e-5
+"""Magnitude floor of the log term (about -100 dB): digital silence in the target must not dominate."""
+
 _windows: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
 
 
@@ -35,12 +38,12 @@ def multi_resolution_stft_loss(output: torch.Tensor, target: torch.Tensor) -> to
     total = output.new_zeros(())
     for n_fft, hop in STFT_RESOLUTIONS:
         spectra = [
-            torch.stft(s.reshape(-1, s.shape[-1]), n_fft, hop, window=_window(n_fft, s), return_complex=True).abs().clamp_min(1e-7)
+            torch.stft(s.reshape(-1, s.shape[-1]), n_fft, hop, window=_window(n_fft, s), return_complex=True).abs().clamp_min(LOG_FLOOR)
             for s in (output, target)
         ]
         out_mag, tgt_mag = spectra
         # per-example spectral convergence, so a batch mean equals the mean of its shards' means (DDP)
-        convergence = (torch.linalg.norm(tgt_mag - out_mag, dim=(-2, -1)) / torch.linalg.norm(tgt_mag, dim=(-2, -1)).clamp_min(1e-7)).mean()
+        convergence = (torch.linalg.norm(tgt_mag - out_mag, dim=(-2, -1)) / torch.linalg.norm(tgt_mag, dim=(-2, -1)).clamp_min(LOG_FLOOR)).mean()
         total = total + convergence + F.l1_loss(out_mag.log(), tgt_mag.log())
     return total / len(STFT_RESOLUTIONS)
 

@@ -398,3 +398,17 @@ def test_bad_settings_are_refused_before_any_file_is_touched(tmp_path, kwargs, p
         bounce(source, tmp_path / "out.wav", effect=DelayEffect(), **kwargs)
     assert caught.value.results is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_reports_for_a_folder_mirror_its_files(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    encode(folder / "a.wav", speech(), RATE)
+    encode(folder / "sub" / "b.flac", speech(), RATE)
+    bounce(folder, tmp_path / "out", overrides=NO_LOUDNESS, effect=DelayEffect(), report=tmp_path / "reports")
+    assert sorted(p.relative_to(tmp_path / "reports").as_posix() for p in (tmp_path / "reports").rglob("*.png")) == [
+        "a.wav.png",
+        "sub/b.flac.png",
+    ]
+    with pytest.raises(BounceError, match="must be a folder"):
+        bounce(folder, tmp_path / "out2", overrides=NO_LOUDNESS, effect=DelayEffect(), report=tmp_path / "r.png")

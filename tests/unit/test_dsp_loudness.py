@@ -40,7 +40,8 @@ def test_integrated_loudness_agrees_with_pyloudnorm(signal, sample_rate):
 
 def test_streaming_meter_agrees_with_the_whole_file_measurement():
     sample_rate = 48_000
-    audio = np.concatenate([synthetic.speech_like(6.0, sample_rate, 2), 0.1 * synthetic.noisy_speech(6.0, sample_rate, 2)], axis=1)
+    speech, noisy = synthetic.speech_like(6.0, sample_rate, 2), synthetic.noisy_speech(6.0, sample_rate, 2)
+    audio = np.concatenate([speech, 0.1 * noisy], axis=1)
     meter = LoudnessMeter(2, sample_rate)
     rng = np.random.default_rng(0)
     start = 0
@@ -56,9 +57,11 @@ def test_streaming_meter_agrees_with_the_whole_file_measurement():
 def test_gating_ignores_silence_and_quiet_noise():
     sample_rate = 48_000
     speech = synthetic.speech_like(6.0, sample_rate, 1)
-    padded = np.concatenate([synthetic.silence(10.0, sample_rate), speech, synthetic.noise(10.0, sample_rate, level_db=-90.0)], axis=1)
+    quiet_noise = synthetic.noise(10.0, sample_rate, level_db=-90.0)
+    padded = np.concatenate([synthetic.silence(10.0, sample_rate), speech, quiet_noise], axis=1)
     # only the 400 ms blocks straddling the speech's edges differ
-    assert integrated_loudness_lufs(padded, sample_rate) == pytest.approx(integrated_loudness_lufs(speech, sample_rate), abs=0.2)
+    expected = integrated_loudness_lufs(speech, sample_rate)
+    assert integrated_loudness_lufs(padded, sample_rate) == pytest.approx(expected, abs=0.2)
 
 
 def test_silence_and_too_short_audio_are_minus_infinity():
@@ -72,7 +75,8 @@ def test_meter_reset_forgets_everything():
     meter.add(synthetic.noise(2.0, 48_000, level_db=-10.0))
     meter.reset()
     meter.add(synthetic.speech_like(3.0, 48_000))
-    assert meter.integrated_lufs() == pytest.approx(integrated_loudness_lufs(synthetic.speech_like(3.0, 48_000), 48_000), abs=1e-9)
+    expected = integrated_loudness_lufs(synthetic.speech_like(3.0, 48_000), 48_000)
+    assert meter.integrated_lufs() == pytest.approx(expected, abs=1e-9)
 
 
 def test_true_peak_finds_the_peak_between_samples():

@@ -58,7 +58,7 @@ def test_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         engine_module,
         "build_chain",
-        lambda channels, options, params: [DelayStage(channels, 37), OutputGainStage(channels, params)],
+        lambda channels, options, params, device=None: [DelayStage(channels, 37), OutputGainStage(channels, params)],
     )
 
 

@@ -59,7 +59,10 @@ class ScaleStage(Stage):
 
 
 def use_chain(monkeypatch: pytest.MonkeyPatch, make_stages) -> None:
-    monkeypatch.setattr(engine_module, "build_chain", lambda channels, options, params: make_stages(channels))
+    def build_chain(channels, options, params, device=None):
+        return make_stages(channels)
+
+    monkeypatch.setattr(engine_module, "build_chain", build_chain)
 
 
 def run_in_pieces(engine: Engine, audio: np.ndarray, sizes: list[int]) -> np.ndarray:
@@ -101,8 +104,9 @@ def fake_stage_modules(monkeypatch: pytest.MonkeyPatch) -> None:
         sample_rate = 16000 if module == "neural" else 48000
         latency = 16 if module == "neural" else 10
 
-        def __init__(self, channels: int, params: Mapping[str, float], sample_rate=sample_rate, latency=latency):
+        def __init__(self, channels: int, params: Mapping[str, float], sample_rate=sample_rate, latency=latency, **kw):
             DelayStage.__init__(self, channels, latency, sample_rate)
+            self.kwargs = kw
 
         fake = types.ModuleType(f"speakup_fx.stages.{module}")
         setattr(fake, class_name, type(class_name, (DelayStage,), {"__init__": __init__}))
@@ -143,6 +147,11 @@ def test_neural_chain_wraps_the_enhancer_in_resample_stages_and_drops_spectral_d
     assert chain_latency_frames(stages) == expected
 
 
+def test_the_device_goes_to_the_neural_stage_only_when_given(fake_stage_modules: None) -> None:
+    assert build_chain(1, ChainOptions(engine="neural"), {}, device="cuda")[1].kwargs == {"device": "cuda"}
+    assert build_chain(1, ChainOptions(engine="neural"), {})[1].kwargs == {}
+
+
 def test_stage_modules_are_imported_only_when_their_engine_runs(
     fake_stage_modules: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,7 +180,7 @@ def test_engine_refuses_a_chain_whose_rates_do_not_connect(monkeypatch: pytest.M
 # --- streaming ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sample_rate", [48000, 44100, 16000])
+@pytest.mark.parametrize("sample_rate", [48000, 44100, 16000, 8000, 11025, 96000, 192000, 37919])
 def test_engine_returns_as_many_frames_as_it_is_given_and_the_split_does_not_matter(
     monkeypatch: pytest.MonkeyPatch, sample_rate: int
 ) -> None:

@@ -25,7 +25,9 @@ STAGES = {
     "denoise": (SpectralDenoiseStage, {"denoise_amount": 1.0, "dereverb_amount": 1.0}, ("denoise_amount", 0.0, 1.0)),
     "eq": (EqStage, {"low_mid_cut_db": -12.0, "presence_db": 12.0, "air_db": 12.0}, ("presence_db", -6.0, 12.0)),
     "leveler": (LevelerStage, {"leveler_amount": 1.0, "target_lufs": -10.0}, ("target_lufs", -40.0, -5.0)),
-    "compressor": (CompressorStage, {"compressor_threshold_db": -40.0, "compressor_ratio": 8.0}, ("compressor_ratio", 1.0, 20.0)),
+    "compressor": (
+        CompressorStage, {"compressor_threshold_db": -40.0, "compressor_ratio": 8.0}, ("compressor_ratio", 1.0, 20.0)
+    ),
     "gain": (GainStage, {"output_gain_db": 6.0}, ("output_gain_db", -24.0, 24.0)),
     "limiter": (TruePeakLimiterStage, {"limiter_ceiling_dbtp": -12.0}, ("limiter_ceiling_dbtp", 0.0, -20.0)),
 }
@@ -115,7 +117,8 @@ def test_parameter_change_is_smooth(name):
     frames = 2 * RATE
     t = np.arange(frames) / RATE
     tones = 0.2 * np.sin(2 * np.pi * 440 * t + 1.0) + 0.1 * np.sin(2 * np.pi * 4000 * t + 0.5)
-    audio = (tones + synthetic.hum(50, 2.0, RATE)[0] + synthetic.noise(2.0, RATE, 1, level_db=-80.0)[0]).astype(np.float32)[None]
+    hum, noise = synthetic.hum(50, 2.0, RATE)[0], synthetic.noise(2.0, RATE, 1, level_db=-80.0)[0]
+    audio = (tones + hum + noise).astype(np.float32)[None]
     stage = make(name, 1, **{param: before})
     change = RATE  # at 1 s, on a hop boundary
     head = stage.process(audio[:, :change])

@@ -16,7 +16,8 @@ FLAT = {"low_mid_cut_db": 0.0, "presence_db": 0.0, "air_db": 0.0}
 def gain_db(stage: EqStage, frequency_hz: float) -> float:
     tone = synthetic.sine(frequency_hz, 1.0, RATE)
     out = stage.process(tone)
-    return 10 * np.log10(np.mean(out[:, 24_000:40_000].astype(np.float64) ** 2) / np.mean(tone[:, 24_000:40_000].astype(np.float64) ** 2))
+    steady = slice(24_000, 40_000)
+    return 10 * np.log10(np.mean(out[:, steady].astype(np.float64) ** 2) / np.mean(tone[:, steady].astype(np.float64) ** 2))
 
 
 @pytest.mark.parametrize(("param", "value_db", "frequency_hz"), [
