@@ -11,11 +11,13 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import soundfile
 
-from tests.synthetic import noisy_speech
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from synthetic import noisy_speech  # noqa: E402
 
 SAMPLE_RATE = 48_000
 DURATION_S = int(os.environ.get("SPEAKUP_BENCH_BOUNCE_S", 3600))
@@ -54,7 +56,10 @@ def test_bounce_of_a_long_file_has_bounded_memory(benchmark, tmp_path):
     args = [sys.executable, "-m", "speakup_fx.cli", "bounce", str(source), "-o", str(output), "--preset", PRESET]
     code, peak_rss_mb, wall_s, stderr = benchmark.pedantic(run_child, args=(args,), rounds=1, iterations=1)
     benchmark.extra_info.update(
-        duration_s=DURATION_S, preset=PRESET, peak_rss_mb=round(peak_rss_mb, 1), realtime_factor=round(wall_s / DURATION_S, 4)
+        duration_s=DURATION_S,
+        preset=PRESET,
+        peak_rss_mb=round(peak_rss_mb, 1),
+        realtime_factor=round(wall_s / DURATION_S, 4),
     )
     print(f"\nbounce {DURATION_S} s at {SAMPLE_RATE} Hz ({PRESET}): peak RSS {peak_rss_mb:.0f} MB, "
           f"wall {wall_s:.0f} s, real-time factor {wall_s / DURATION_S:.3f}")

@@ -6,7 +6,9 @@ zeros, so the output has exactly the input's length. When the preset's
 ``loudness`` option is on, a second pass normalises integrated loudness to
 ``target_lufs`` and a true-peak limiter holds ``limiter_ceiling_dbtp``: pass 1
 writes the enhanced audio to a temporary float file while a streaming meter
-measures it, pass 2 applies the gain and the limiter and writes the output.
+measures it, pass 2 applies the gain and the limiter and writes the output
+(if limiting leaves it off target, measure-only passes search the gain and
+the output is written again).
 Outputs are written to a temporary file beside the destination and renamed;
 inputs are never opened for writing.
 
@@ -58,13 +60,18 @@ LOUDNESS_SEARCH_PASSES = 4
 MIN_LOUDNESS_SLOPE = 0.05
 """LU per dB of gain assumed at least when searching (a limiter flattens the curve, never reverses it)."""
 MAX_GAIN_STEP_DB = 20.0
+LOSSY_HEADROOM_DB = 0.5
+"""The limiter ceiling is lowered by this for MP3 and AAC outputs, whose decoding overshoots the limited peaks."""
 HEAVY_LIMITING_DB = 6.0
 """A warning is logged when the target needs more gain than this beyond the linear estimate (peaks squashed)."""
 TEMP_MARK = ".speakup-tmp"
 """Part of every temporary file's name (hidden, beside the output)."""
 
 ProgressCallback = Callable[[Path, str, float, "float | None"], None]
-"""``progress(input_path, phase, done_s, total_s)``: phase 'enhance', 'normalise', then 'done'; total_s None when unknown."""
+"""``progress(input_path, phase, done_s, total_s)``: phase 'enhance', 'normalise', then 'done'.
+
+``total_s`` is None when the duration is unknown.
+"""
 
 
 class Effect(Protocol):
@@ -72,13 +79,18 @@ class Effect(Protocol):
 
     latency_samples: int
 
-    def process(self, input_array: np.ndarray, sample_rate: float, buffer_size: int = ..., reset: bool = ...) -> np.ndarray: ...
+    def process(
+        self, input_array: np.ndarray, sample_rate: float, buffer_size: int = ..., reset: bool = ...
+    ) -> np.ndarray: ...
 
     def reset(self) -> None: ...
 
 
 class BounceError(ValueError):
-    """A bounce could not run (``results`` is None: nothing was touched) or some inputs failed (``results`` holds every file's outcome)."""
+    """A bounce could not run, or some inputs failed.
+
+    ``results`` is None when nothing was touched (bad settings), else every file's outcome.
+    """
 
     def __init__(self, message: str, results: list[BounceResult] | None = None) -> None:
         super().__init__(message)
@@ -196,7 +208,8 @@ def bounce(
     results = failures + [_run_job(job, settings) for job in jobs]
     failed = [result for result in results if not result.ok]
     if failed:
-        raise BounceError(f"{len(failed)} of {len(results)} file(s) failed: " + "; ".join(r.error or "" for r in failed), results)
+        summary = "; ".join(result.error or "" for result in failed)
+        raise BounceError(f"{len(failed)} of {len(results)} file(s) failed: {summary}", results)
     return results
 
 
@@ -210,7 +223,9 @@ def _speakup(preset: Preset, device: str | None) -> Effect:
         raise BounceError(f"cannot set up the effect: {error}") from None
 
 
-def _plan(inputs: list[Path], output: Path, output_format: str | None, report: Path | None) -> tuple[list[_Job], list[BounceResult]]:
+def _plan(
+    inputs: list[Path], output: Path, output_format: str | None, report: Path | None
+) -> tuple[list[_Job], list[BounceResult]]:
     """Map inputs to outputs; missing inputs become failed results (or a BounceError when alone)."""
     if not inputs:
         raise BounceError("no input given")
@@ -254,7 +269,10 @@ def _plan(inputs: list[Path], output: Path, output_format: str | None, report: P
     seen: dict[Path, Path] = {}
     for job in jobs:
         if job.output in seen:
-            raise BounceError(f"{seen[job.output]} and {job.input} would both be written to {job.output}; use --format or separate runs")
+            raise BounceError(
+                f"{seen[job.output]} and {job.input} would both be written to {job.output}; "
+                "use --format or separate runs"
+            )
         seen[job.output] = job.input
     return jobs, failures
 
@@ -267,11 +285,11 @@ def _file_output_format(source: Path, output: Path, output_format: str | None) -
         return suffix_format
     if is_video_file(source) and output.suffix.lower() == source.suffix.lower():
         if output_format is not None:
-            raise BounceError(f"output {output}: a video output keeps its container; --format {output_format} does not apply")
+            raise BounceError(f"output {output}: a video keeps its container; --format {output_format} does not apply")
         return None
     if is_video_file(source) and is_video_file(output):
         raise BounceError(f"output {output}: a video output must keep the input's container ({source.suffix})")
-    raise BounceError(f"output {output}: unsupported output type; use .wav, .flac or .mp3 (or the input's video container)")
+    raise BounceError(f"output {output}: unsupported type; use .wav, .flac or .mp3 (or the input's video container)")
 
 
 def _format_of(path: Path) -> str | None:
@@ -380,7 +398,8 @@ class _FileBounce:
         if result.clipped_samples:
             logger.warning("%s: %d samples clipped at full scale", job.output, result.clipped_samples)
         if job.report is not None:
-            write_report(job.report, before, after, title=f"{job.input.name} -> {job.output.name} ({settings.preset.name})")
+            title = f"{job.input.name} -> {job.output.name} ({settings.preset.name})"
+            write_report(job.report, before, after, title=title)
 
     def _enhanced(self, before: SignalSummary) -> Iterator[np.ndarray]:
         """The effect's output at the output rate, aligned with the input and as long; ``before`` sees the input."""
@@ -404,8 +423,12 @@ class _FileBounce:
         if job.output_format is None:
             writer = VideoRemuxWriter(job.input, path, self.output_rate, self.channels, audio_start_s=reader.start_s)
         else:
-            frames = round(reader.frames_estimate * self.output_rate / self.input_rate) if reader.frames_estimate else None
-            writer = AudioWriter(path, job.output_format, self.output_rate, self.channels, self.settings.bit_depth, frames)
+            frames = None
+            if reader.frames_estimate:
+                frames = round(reader.frames_estimate * self.output_rate / self.input_rate)
+            writer = AudioWriter(
+                path, job.output_format, self.output_rate, self.channels, self.settings.bit_depth, frames
+            )
         with writer:
             for block in blocks:
                 after.add(block)
@@ -417,8 +440,8 @@ class _FileBounce:
         """Reach ``target_lufs`` under ``limiter_ceiling_dbtp``; returns the summary of what was written.
 
         Pass 1 writes ``enhanced`` to a float file while metering it. Pass 2
-        applies the gain that meets the target and the limiter, writing
-        ``path``. Limiting lowers loudness, so if pass 2 misses the target,
+        applies the gain that meets the target and the limiter (ceiling
+        lowered by ``LOSSY_HEADROOM_DB`` for lossy outputs), writing ``path``. Limiting lowers loudness, so if pass 2 misses the target,
         measure-only passes search the gain (secant steps on the measured
         loudness-versus-gain curve) and a last pass writes the best one.
         """
@@ -426,6 +449,8 @@ class _FileBounce:
 
         job, rate, channels = self.job, self.output_rate, self.channels
         target_lufs, ceiling_dbtp = self.params["target_lufs"], self.params["limiter_ceiling_dbtp"]
+        if job.output_format in (None, "mp3"):  # lossy: AAC in the video, or MP3
+            ceiling_dbtp -= LOSSY_HEADROOM_DB
 
         def limited(gain_db: float) -> Iterator[np.ndarray]:
             stored = _observed(_float_file_blocks(float_path, channels), None, self._progress("normalise", rate))
@@ -447,7 +472,8 @@ class _FileBounce:
             after = self._write(limited(gain_db), path)
             tried = [(gain_db, after.integrated_lufs())]
             while not on_target(tried[-1][1]) and len(tried) <= LOUDNESS_SEARCH_PASSES:
-                logger.info("%s: %.2f LU off target after limiting; searching the gain", job.input, tried[-1][1] - target_lufs)
+                off_lu = tried[-1][1] - target_lufs
+                logger.info("%s: %.2f LU off target after limiting; searching the gain", job.input, off_lu)
                 gain_db = _next_gain_db(tried, target_lufs)
                 meter = LoudnessMeter(channels, rate)
                 for block in limited(gain_db):
@@ -457,7 +483,8 @@ class _FileBounce:
             if best_gain_db != tried[0][0]:
                 after = self._write(limited(best_gain_db), path)
             if not on_target(best_lufs):
-                logger.warning("%s: loudness %.2f LU off target at best (limiter ceiling reached)", job.input, best_lufs - target_lufs)
+                off_lu = best_lufs - target_lufs
+                logger.warning("%s: loudness %.2f LU off target at best (limiter ceiling reached)", job.input, off_lu)
             if best_gain_db - tried[0][0] > HEAVY_LIMITING_DB:
                 logger.warning(
                     "%s: reaching %.1f LUFS under %.1f dBTP took %.1f dB of gain beyond the linear estimate; "
@@ -475,7 +502,10 @@ class _FileBounce:
 
 
 def _next_gain_db(tried: list[tuple[float, float]], target_lufs: float) -> float:
-    """The next gain to try from ``(gain_db, lufs)`` pairs: a secant step (slope clamped to (0, 1]), a full step at first."""
+    """The next gain to try from the ``(gain_db, lufs)`` pairs so far.
+
+    A secant step on the last two (slope clamped to [MIN_LOUDNESS_SLOPE, 1]); a full step after the first.
+    """
     gain_db, lufs = tried[-1]
     slope = 1.0
     if len(tried) >= 2 and tried[-1][0] != tried[-2][0]:
@@ -605,7 +635,7 @@ class _temporary_path:
 
 
 def _commit(temporary: Path, target: Path, overwrite: bool) -> None:
-    """Rename ``temporary`` to ``target`` atomically; without ``overwrite``, never replace a file that appeared meanwhile."""
+    """Rename ``temporary`` to ``target`` atomically; without ``overwrite``, never replace a file that exists."""
     if overwrite:
         os.replace(temporary, target)
         return
@@ -624,15 +654,19 @@ def _commit(temporary: Path, target: Path, overwrite: bool) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``speakup bounce`` options."""
     parser.description = "Enhance audio/video files or folders. " + __doc__.split("\n\n")[-1].replace("\n", " ")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files or folders (searched recursively)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files or folders (recursive)")
     parser.add_argument("-o", "--output", required=True, help="output file, or folder for folders and several inputs")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset name or .toml path (default: {DEFAULT_PRESET})")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter or option; repeatable")
-    parser.add_argument("--format", choices=OUTPUT_FORMATS, help="output format for audio inputs (default: output suffix, else the input's)")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"name or .toml file (default: {DEFAULT_PRESET})")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter or option; repeatable"
+    )
+    parser.add_argument(
+        "--format", choices=OUTPUT_FORMATS, help="format of audio outputs (default: output suffix, else the input's)"
+    )
     parser.add_argument("--bit-depth", choices=BIT_DEPTHS, default="24", help="WAV/FLAC sample format (default: 24)")
     parser.add_argument("--sample-rate", type=int, help="output sample rate in Hz (default: the input's)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--report", help="write before/after spectrograms and loudness: a .png (one input) or a folder")
+    parser.add_argument("--report", help="before/after spectrograms and loudness: a .png (one input) or a folder")
     parser.add_argument("--device", help="torch device for the neural engine, e.g. cpu or cuda:0 (default: automatic)")
 
 

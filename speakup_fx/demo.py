@@ -72,6 +72,6 @@ def run(args: argparse.Namespace) -> int:
         soundfile.write(source, degrade(clean, sample_rate), sample_rate, subtype="PCM_16")
         logger.info("wrote the noisy example %s", source)
     target = args.out_dir / f"{source.stem}_{Path(args.preset).stem}.wav"
-    bounce([source], target, preset=args.preset, overwrite=True, report_path=target.with_suffix(".png"))
+    bounce([source], target, preset=args.preset, overwrite=True, report=target.with_suffix(".png"))
     logger.info("enhanced: %s (report: %s)", target, target.with_suffix(".png"))
     return 0

@@ -300,7 +300,8 @@ class AudioWriter:
 def check_output_format(path: Path, output_format: str, sample_rate: int, bit_depth: str) -> None:
     """Raise ``MediaError`` when ``output_format`` cannot hold audio at ``sample_rate`` / ``bit_depth``."""
     if output_format not in OUTPUT_FORMATS:
-        raise MediaError(f"{path}: unknown output format {output_format!r}; expected one of {', '.join(OUTPUT_FORMATS)}")
+        expected = ", ".join(OUTPUT_FORMATS)
+        raise MediaError(f"{path}: unknown output format {output_format!r}; expected one of {expected}")
     if bit_depth not in BIT_DEPTHS:
         raise MediaError(f"{path}: unknown bit depth {bit_depth!r}; expected one of {', '.join(BIT_DEPTHS)}")
     if output_format == "flac" and bit_depth == "32f":
@@ -343,7 +344,8 @@ class _AvAudioEncoder:
     def write(self, block: np.ndarray) -> None:
         if block.shape[1] == 0:
             return
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, dtype=np.float32), format="fltp", layout=self._layout)
+        samples = np.ascontiguousarray(block, dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=self._layout)
         frame.sample_rate = self.sample_rate
         frame.time_base = Fraction(1, self.sample_rate)
         frame.pts = self.next_pts
@@ -374,7 +376,7 @@ class VideoRemuxWriter:
             kept = {video_in.index} | {stream.index for stream in self._input.streams.audio[:1]}
             dropped = [stream for stream in self._input.streams if stream.index not in kept]
             if dropped:
-                logger.warning("%s: only the first video and audio streams are kept; %d other(s) dropped", source, len(dropped))
+                logger.warning("%s: only the first video and audio streams are kept; %d dropped", source, len(dropped))
             self._output = av.open(str(path), "w", format=_VIDEO_FORMATS[source.suffix.lower()])
         except BaseException:
             self._input.close()
@@ -417,7 +419,10 @@ class VideoRemuxWriter:
                 return
 
     def close(self, finish: bool = True) -> None:
-        """Finish (flush audio, copy the remaining video, write the trailer) and close; ``finish=False`` only releases."""
+        """Finish (flush the audio, copy the remaining video, write the trailer) and close.
+
+        ``finish=False`` only releases the files.
+        """
         try:
             if finish:
                 self._audio.flush()

@@ -23,8 +23,11 @@ import tomli_w
 
 from speakup_fx.params import PARAM_SPECS, ChainOptions, default_params
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
-"""The shipped presets, one ``NAME.toml`` each."""
+_PACKAGE_DIR = Path(__file__).resolve().parent
+PRESETS_DIR = next(
+    (d for d in (_PACKAGE_DIR / "presets", _PACKAGE_DIR.parent / "presets") if d.is_dir()), _PACKAGE_DIR / "presets"
+)
+"""The shipped presets, one ``NAME.toml`` each: inside the installed wheel, or the checkout's ``presets/``."""
 
 _OPTION_FIELDS = {f.name: f for f in dataclasses.fields(ChainOptions)}
 _TOP_LEVEL_KEYS = ("name", "description", "params", "options", "midi")
@@ -114,7 +117,10 @@ def preset_from_dict(data: Mapping[str, object], key_prefix: str) -> Preset:
             raise ValueError(f"{key_prefix}.options.{key}: unknown option")
         option_values[key] = _parse_option(f"{key_prefix}.options.{key}", key, value, strings=False)
     options = ChainOptions(**option_values)
-    midi_map = {_parse_cc(f"{key_prefix}.midi.{key}", key, value): value for key, value in _table(data, "midi", key_prefix).items()}
+    midi_map = {
+        _parse_cc(f"{key_prefix}.midi.{key}", key, target): target
+        for key, target in _table(data, "midi", key_prefix).items()
+    }
     return Preset(name=name, description=description, params=params, options=options, midi_map=midi_map)
 
 

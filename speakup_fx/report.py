@@ -41,7 +41,8 @@ class SignalSummary:
 
     def true_peak_dbtp(self) -> float:
         """Highest true peak (4x oversampled) so far; -inf when silent."""
-        flush = copy.deepcopy(self._peak_detector).process(np.zeros((self._peak_detector.channels, TRUE_PEAK_HALF_TAPS + 1)))
+        tail = np.zeros((self._peak_detector.channels, TRUE_PEAK_HALF_TAPS + 1))
+        flush = copy.deepcopy(self._peak_detector).process(tail)
         peak = max(self._peak, float(flush.max()))
         return 20 * math.log10(peak) if peak > 0 else -math.inf
 
@@ -117,7 +118,9 @@ def write_report(path: str | os.PathLike[str], before: SignalSummary, after: Sig
         )
         if summary.spectrogram is not None:
             times_s, frequencies_hz, power_db = summary.spectrogram.image()
-            mesh = ax.pcolormesh(times_s, frequencies_hz / 1000, power_db, shading="nearest", cmap="magma", vmin=-100, vmax=0)
+            mesh = ax.pcolormesh(
+                times_s, frequencies_hz / 1000, power_db, shading="nearest", cmap="magma", vmin=-100, vmax=0
+            )
             figure.colorbar(mesh, ax=ax, label="power (dBFS)")
         ax.set_ylabel("frequency (kHz)")
     axes[-1].set_xlabel("time (s)")

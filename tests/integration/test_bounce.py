@@ -39,7 +39,7 @@ class DelayEffect:
     def reset(self) -> None:
         self._history = None
 
-    def process(self, input_array: np.ndarray, sample_rate: float, buffer_size: int = 8192, reset: bool = True) -> np.ndarray:
+    def process(self, input_array: np.ndarray, sample_rate: float, buffer_size: int = 8192, reset: bool = True):
         assert not reset, "bounce must stream with reset=False"
         self.calls += 1
         if self.fail_after_calls is not None and self.calls > self.fail_after_calls:
@@ -62,14 +62,15 @@ def encode(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
     with av.open(str(path), "w", format=container_format) as container:
         stream = container.add_stream(codec, rate=sample_rate, layout=layout)
         for start in range(0, audio.shape[1], 10_000):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, start : start + 10_000]), format="fltp", layout=layout)
+            part = np.ascontiguousarray(audio[:, start : start + 10_000])
+            frame = av.AudioFrame.from_ndarray(part, format="fltp", layout=layout)
             frame.sample_rate, frame.pts = sample_rate, start
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
 
 
-def make_video(path: Path, audio: np.ndarray | None, sample_rate: int = 48_000, seconds: float = 2.0, fps: int = 25) -> Path:
+def make_video(path: Path, audio: np.ndarray | None, sample_rate: int = 48_000, seconds: float = 2.0, fps: int = 25):
     """A tiny MPEG-4 Part 2 video (64x48, changing grey levels) with ``audio`` as AAC, interleaved."""
     container_format = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}[path.suffix]
     with av.open(str(path), "w", format=container_format) as container:
@@ -83,9 +84,12 @@ def make_video(path: Path, audio: np.ndarray | None, sample_rate: int = 48_000, 
             picture.pts = index
             container.mux(video.encode(picture))
             if sound is not None:
-                end = audio.shape[1] if index == frames - 1 else min(audio.shape[1], round((index + 1) * sample_rate / fps))
+                end = min(audio.shape[1], round((index + 1) * sample_rate / fps))
+                if index == frames - 1:
+                    end = audio.shape[1]
                 if end > written:
-                    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, written:end]), format="fltp", layout="stereo")
+                    part = np.ascontiguousarray(audio[:, written:end])
+                    frame = av.AudioFrame.from_ndarray(part, format="fltp", layout="stereo")
                     frame.sample_rate, frame.pts = sample_rate, written
                     written = end
                     container.mux(sound.encode(frame))
@@ -247,29 +251,35 @@ def test_format_option_converts_a_folder(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.flac", "b.flac"]
 
 
-@pytest.mark.parametrize("preset", ["podcast", "broadcast-r128"])
-def test_bounce_meets_the_preset_loudness_and_true_peak(tmp_path, preset):
+@pytest.mark.parametrize(
+    "preset, suffix", [("podcast", ".wav"), ("broadcast-r128", ".wav"), ("podcast", ".mp3"), ("broadcast-r128", ".mp4")]
+)
+def test_bounce_meets_the_preset_loudness_and_true_peak(tmp_path, preset, suffix):
     audio = noisy_speech(8.0, 48_000, channels=2, snr_db=20.0) * np.float32(0.3)  # quiet: needs gain
-    source = encode(tmp_path / "in.wav", audio, 48_000)
-    output = tmp_path / "out.wav"
+    if suffix == ".mp4":
+        source = make_video(tmp_path / "in.mp4", audio, seconds=8.0)
+    else:
+        source = encode(tmp_path / "in.wav", audio, 48_000)
+    output = tmp_path / f"out{suffix}"
     (result,) = bounce(source, output, preset=preset)
     params = load_preset(preset).parameter_values()
     enhanced, sample_rate = decode(output)
     assert enhanced.shape == audio.shape
     assert integrated_loudness_lufs(enhanced, sample_rate) == pytest.approx(params["target_lufs"], abs=0.5)
     assert true_peak_dbtp(enhanced, sample_rate) <= params["limiter_ceiling_dbtp"] + 0.01  # 24-bit rounding
-    assert result.output_lufs == pytest.approx(integrated_loudness_lufs(enhanced, sample_rate), abs=0.01)
+    if suffix == ".wav":
+        assert result.output_lufs == pytest.approx(integrated_loudness_lufs(enhanced, sample_rate), abs=0.01)
 
 
 BAD_INPUTS = {
     "missing": (lambda folder: folder / "missing.wav", "no such file"),
     "empty": (lambda folder: _write_bytes(folder / "empty.wav", b""), "empty file"),
-    "corrupt wav": (lambda folder: _write_bytes(folder / "corrupt.wav", b"RIFF\x10\x00\x00\x00WAVEjunk" * 40), "cannot decode"),
-    "corrupt mp3": (lambda folder: _write_bytes(folder / "corrupt.mp3", np.random.default_rng(1).bytes(5000)), "cannot decode"),
+    "corrupt wav": (lambda folder: _write_bytes(folder / "bad.wav", b"RIFF\0\0\0\0WAVEjunk" * 40), "cannot decode"),
+    "corrupt mp3": (lambda folder: _write_bytes(folder / "bad.mp3", bytes(range(256)) * 20), "cannot decode"),
     "no audio stream": (lambda folder: make_video(folder / "silent.mp4", None, seconds=0.5), "no audio stream"),
     "nan samples": (lambda folder: _write_nan_wav(folder / "nan.wav"), "NaN or infinite sample at 0.250 s"),
     "three channels": (lambda folder: encode(folder / "surround.wav", speech(0.3, channels=3), RATE), "3 channels"),
-    "absurd rate": (lambda folder: encode(folder / "slow.wav", speech(0.3, 4_000), 4_000), "sample rate 4000 Hz is outside"),
+    "absurd rate": (lambda folder: encode(folder / "slow.wav", speech(0.3, 4_000), 4_000), "4000 Hz is outside"),
 }
 
 
@@ -367,7 +377,7 @@ def test_progress_reports_each_phase_with_the_duration(tmp_path):
     audio = speech(2.0)
     source = encode(tmp_path / "in.wav", audio, RATE)
     calls = []
-    bounce(source, tmp_path / "out.wav", overrides=NO_LOUDNESS, effect=DelayEffect(), progress=lambda *a: calls.append(a))
+    bounce(source, tmp_path / "o.wav", overrides=NO_LOUDNESS, effect=DelayEffect(), progress=lambda *c: calls.append(c))
     assert {call[1] for call in calls} == {"enhance", "done"}
     enhance = [call for call in calls if call[1] == "enhance"]
     assert enhance[-1][2] == pytest.approx(audio.shape[1] / RATE)
@@ -376,7 +386,9 @@ def test_progress_reports_each_phase_with_the_duration(tmp_path):
 
 def test_report_draws_a_png_with_before_and_after(tmp_path):
     source = encode(tmp_path / "in.wav", speech(3.0), RATE)
-    (result,) = bounce(source, tmp_path / "out.wav", overrides=NO_LOUDNESS, effect=DelayEffect(gain=0.5), report=tmp_path / "r.png")
+    (result,) = bounce(
+        source, tmp_path / "out.wav", overrides=NO_LOUDNESS, effect=DelayEffect(gain=0.5), report=tmp_path / "r.png"
+    )
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.output_lufs == pytest.approx(result.input_lufs - 6.02, abs=0.05)
     assert result.output_true_peak_dbtp == pytest.approx(result.input_true_peak_dbtp - 6.02, abs=0.05)

@@ -44,9 +44,8 @@ def test_lecture_room_dereverberates_strongly():
 
 def test_restore_is_enhancement_only():
     preset = load_preset("restore")
-    assert preset.options == ChainOptions(
-        engine="neural", highpass=False, dehum=False, eq=False, leveler=False, compressor=False, limiter=False, loudness=False
-    )
+    off = dict.fromkeys(("highpass", "dehum", "eq", "leveler", "compressor", "limiter", "loudness"), False)
+    assert preset.options == ChainOptions(engine="neural", **off)
     assert preset.parameter_values()["mix"] == 1.0
 
 
