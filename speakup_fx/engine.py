@@ -57,6 +57,7 @@ def build_chain(
         (options.highpass, "highpass", "HighpassStage"),
         (options.dehum, "dehum", "DehumStage"),
         (not neural, "denoise", "SpectralDenoiseStage"),
+        (options.expander, "expander", "ExpanderStage"),  # before the leveler, whose gate then holds through pauses
         (options.eq, "eq", "EqStage"),
         (options.leveler, "leveler", "LevelerStage"),
         (options.compressor, "compressor", "CompressorStage"),

@@ -36,6 +36,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("dereverb_amount", 0.5, 0.0, 1.0, "how much room reverberation to remove"),
     ParamSpec("highpass_hz", 80.0, 20.0, 300.0, "high-pass cutoff against rumble and plosives"),
     ParamSpec("dehum_amount", 1.0, 0.0, 1.0, "mains-hum removal depth (50/60 Hz detected, with harmonics)"),
+    ParamSpec("expander_threshold_db", -50.0, -90.0, -10.0, "expander: 10 ms RMS level (dBFS) below which it attenuates"),
+    ParamSpec("expander_ratio", 3.0, 1.0, 10.0, "expander: below the threshold the output falls this many dB per dB (1 = off)"),
+    ParamSpec("expander_range_db", 30.0, 0.0, 60.0, "expander: the most it attenuates (0 = off)"),
     ParamSpec("low_mid_cut_db", -2.0, -12.0, 0.0, "boxiness cut around 300 Hz"),
     ParamSpec("presence_db", 2.0, -6.0, 12.0, "presence peak around 4 kHz"),
     ParamSpec("air_db", 2.0, -6.0, 12.0, "air shelf above 10 kHz"),
@@ -60,6 +63,7 @@ class ChainOptions:
     engine: str = field(default="classic", metadata={"help": "enhancer: 'classic' (spectral DSP) or 'neural' (trained model)"})
     highpass: bool = field(default=True, metadata={"help": "run the high-pass filter"})
     dehum: bool = field(default=True, metadata={"help": "run the de-hum filter"})
+    expander: bool = field(default=False, metadata={"help": "run the downward expander (noise gate) after de-noising"})
     eq: bool = field(default=True, metadata={"help": "run the EQ (low-mid cut, presence, air)"})
     leveler: bool = field(default=True, metadata={"help": "run the leveler"})
     compressor: bool = field(default=True, metadata={"help": "run the compressor"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -19,3 +20,25 @@ def release_envelope(values: np.ndarray, decay: float, previous: float) -> np.nd
         logs = np.log(values) + ramp
         start = math.log(previous) - log_decay if previous > 0 else -math.inf
     return np.exp(np.maximum.accumulate(np.concatenate([[start], logs]))[1:] - ramp)
+
+
+def sliding(
+    filter_1d: Callable[..., np.ndarray], values: np.ndarray, history: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``filter_1d`` (e.g. ``scipy.ndimage.maximum_filter1d``) over the windows ending at each of ``values``.
+
+    ``history`` holds the ``size - 1`` values before ``values`` (``size`` is the window length).
+    Returns the filtered values and the next history, so a stream can be filtered in any blocks.
+    """
+    size = history.size + 1
+    full = np.concatenate([history, values])
+    return filter_1d(full, size, mode="nearest")[size // 2 : size // 2 + values.size], full[values.size :]
+
+
+def rise_limited(values: np.ndarray, step: float, previous: float) -> np.ndarray:
+    """``out[n] = min(values[n], out[n - 1] + step)`` with ``out[-1] = previous``: instant fall, linear rise.
+
+    ``values`` ``(frames,)``, ``step >= 0`` per sample; a running minimum, so no per-sample loop.
+    """
+    ramp = step * np.arange(1, values.size + 1)
+    return np.minimum.accumulate(np.concatenate([[previous], values - ramp]))[1:] + ramp

@@ -8,9 +8,11 @@ weighted 1.0 (mono and stereo; surround weighting is not implemented).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
-from scipy.signal import firwin, lfilter
+from scipy import fft
+from scipy.signal import firwin
 
 from speakup_fx.dsp.biquad import SosFilter
 
@@ -22,6 +24,10 @@ STEP_S = 0.1
 TRUE_PEAK_OVERSAMPLING = 4
 TRUE_PEAK_HALF_TAPS = 16
 """Taps either side of the interpolated point, per phase, of the true-peak interpolator."""
+TRUE_PEAK_MAX_FFT = 8192
+"""The true-peak interpolator convolves by FFT in pieces of at most this many points."""
+TRUE_PEAK_FFTS_PER_CALL = 8
+"""Pieces transformed together, which bounds the working memory for long blocks."""
 
 
 def _as_channels(audio: np.ndarray, name: str = "audio") -> np.ndarray:
@@ -144,30 +150,65 @@ def _true_peak_phases() -> np.ndarray:
 _PHASES = _true_peak_phases()
 
 
+@lru_cache(maxsize=32)
+def _phase_spectra(n_fft: int) -> np.ndarray:
+    """Spectra ``(3, 1, 1, n_fft // 2 + 1)`` of the interpolator's fractional phases 1-3."""
+    spectra = fft.rfft(_PHASES[1:], n_fft, axis=-1)[:, None, None, :]
+    spectra.setflags(write=False)
+    return spectra
+
+
+def _fractional_peaks(windows: np.ndarray, n_fft: int, history: int) -> np.ndarray:
+    """Largest absolute value of phases 1-3 over channels, for ``windows`` ``(channels, pieces, history + length)``.
+
+    Each window starts with ``history`` frames of context; returns ``(pieces * length,)``.
+    """
+    spectra = fft.rfft(windows, n_fft, axis=-1)[None] * _phase_spectra(n_fft)
+    interpolated = fft.irfft(spectra, n_fft, axis=-1)[..., history : windows.shape[-1]]
+    return np.abs(interpolated).max(axis=(0, 1)).reshape(-1)
+
+
 class TruePeakDetector:
     """Streaming 4x-oversampled peak envelope of ``(channels, frames)`` blocks, linked over channels.
 
     ``process`` returns, for each input frame ``n``, the largest absolute interpolated value
-    in ``[n - delay_samples, n - delay_samples + 1)`` over all channels.
+    in ``[n - delay_samples, n - delay_samples + 1)`` over all channels. Phase 0 is the sample
+    itself (delayed); phases 1-3 are convolved by FFT, overlap-save, in float64, which matches a
+    direct convolution to rounding (~1e-16) and is several times faster for any block size.
     """
 
     delay_samples = TRUE_PEAK_HALF_TAPS
 
     def __init__(self, channels: int) -> None:
         self.channels = channels
-        self._state = np.zeros((TRUE_PEAK_OVERSAMPLING, channels, _PHASES.shape[1] - 1))
+        self._history = np.zeros((channels, _PHASES.shape[1] - 1))
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Peak envelope ``(frames,)`` float64 of ``block`` ``(channels, frames)``."""
-        peak = np.zeros(block.shape[-1])
-        for p, taps in enumerate(_PHASES):
-            interpolated, self._state[p] = lfilter(taps, [1.0], block, axis=-1, zi=self._state[p])
-            np.maximum(peak, np.abs(interpolated).max(axis=0), out=peak)
+        history = self._history.shape[1]
+        frames = block.shape[-1]
+        x = np.concatenate([self._history, block], axis=1)
+        self._history = x[:, frames:].copy()
+        peak = np.abs(x[:, TRUE_PEAK_HALF_TAPS : TRUE_PEAK_HALF_TAPS + frames]).max(axis=0, initial=0.0)
+        if frames + history <= TRUE_PEAK_MAX_FFT:  # one piece
+            n_fft = fft.next_fast_len(frames + history, real=True)
+            np.maximum(peak, _fractional_peaks(x[:, None, :], n_fft, history), out=peak)
+            return peak
+        length = TRUE_PEAK_MAX_FFT - history
+        step = TRUE_PEAK_FFTS_PER_CALL * length
+        for start in range(0, frames, step):
+            piece = x[:, start : start + step + history]
+            valid = piece.shape[1] - history
+            pieces = -(-valid // length)
+            piece = np.pad(piece, ((0, 0), (0, pieces * length - valid)))
+            windows = np.lib.stride_tricks.sliding_window_view(piece, length + history, axis=-1)[:, ::length]
+            fractional = _fractional_peaks(windows, TRUE_PEAK_MAX_FFT, history)[:valid]
+            np.maximum(peak[start : start + valid], fractional, out=peak[start : start + valid])
         return peak
 
     def reset(self) -> None:
         """Clear the interpolator's state."""
-        self._state[:] = 0.0
+        self._history[:] = 0.0
 
 
 def true_peak_dbtp(audio: np.ndarray, sample_rate: int) -> float:

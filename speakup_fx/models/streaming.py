@@ -36,6 +36,10 @@ class StreamingGeneratorConfig:
     postnet_layers: int = field(default=3, metadata={"help": "conv layers of the postnet"})
 
 
+_CONV_PATH_FRAMES = 32
+"""From this many time steps per call, ``CachedConv1d`` uses the conv kernel instead of tap-stacking + GEMM."""
+
+
 def pointwise(conv: nn.Conv1d, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """A kernel-1 conv on channels-last ``x`` ``(batch, time, channels)`` as one GEMM (fast on CPU for short blocks)."""
     w = conv.weight if weight is None else weight
@@ -57,8 +61,11 @@ class CachedConv1d(nn.Conv1d):
         if self.context == 0:
             return pointwise(self, x), cache
         full = torch.cat([cache, x], dim=1)
-        # the k dilated taps stacked on channels, then one GEMM: the same sum as the conv
         frames, d = x.shape[1], self.dilation[0]
+        if frames >= _CONV_PATH_FRAMES:  # long inputs (training, whole files): the conv kernels are faster
+            y = F.conv1d(full.transpose(1, 2), self.weight, self.bias, dilation=self.dilation).transpose(1, 2)
+            return y, full[:, full.shape[1] - self.context :]
+        # short blocks: the k dilated taps stacked on channels, then one GEMM (the same sum, less overhead)
         taps = torch.cat([full[:, j * d : j * d + frames] for j in range(self.kernel_size[0])], dim=-1)
         return pointwise(self, taps, self.weight.permute(0, 2, 1)), full[:, full.shape[1] - self.context :]
 

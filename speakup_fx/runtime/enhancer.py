@@ -1,6 +1,6 @@
 """Load the shipped enhancement model and run it whole-file or block by block.
 
-Weights are a safetensors file whose metadata holds ``format_version``, the
+Weights are a float16 safetensors file (computed in float32) whose metadata holds ``format_version``, the
 generator name and its config as JSON (no pickle). ``load_enhancer()`` with no
 path loads ``speakup_fx/weights/enhancer.safetensors``.
 """
@@ -28,7 +28,7 @@ _ENHANCE_CHUNK_HOPS = 1000
 
 
 def save_weights(generator: StreamingGenerator, path: str | Path, extra_metadata: dict[str, str] | None = None) -> None:
-    """Write ``generator`` as safetensors with its config in the metadata (temp file + rename)."""
+    """Write ``generator`` as float16 safetensors with its config in the metadata (temp file + rename)."""
     path = Path(path)
     metadata = {
         "format_version": WEIGHTS_FORMAT_VERSION,
@@ -36,9 +36,10 @@ def save_weights(generator: StreamingGenerator, path: str | Path, extra_metadata
         "config": json.dumps(dataclasses.asdict(generator.config)),
         **(extra_metadata or {}),
     }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    tensors = {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in generator.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)
     tmp.replace(path)
 
 

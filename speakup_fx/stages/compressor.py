@@ -2,6 +2,13 @@
 
 The gain reduction (dB) is released exponentially after an instant attack, then smoothed by a
 one-pole for the attack (Giannoulis et al. 2012, the "decoupled" detector); both vectorised.
+
+Automatic make-up gain: the static reduction at ``target_lufs + SPEECH_ABOVE_LOUDNESS_DB`` is added
+back. The leveler (before the compressor) brings speech to ``target_lufs``, and speech at integrated
+loudness L reads about L + 4 dB on the 10 ms RMS detector during words (the loudness lost by
+compression matched the static reduction at L + 2..6 dB on LibriSpeech, home-microphone and
+synthetic speech, for thresholds -30..-22 dB and ratios 2..4), so speech at the target keeps its
+loudness to about 1 LU. Ratio 1 gives no make-up (transparent); quieter material is raised.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ KNEE_DB = 6.0
 DETECTOR_S = 0.01
 ATTACK_S = 0.005
 RELEASE_S = 0.15
+SPEECH_ABOVE_LOUDNESS_DB = 4.0
+"""Typical 10 ms RMS level of speech during words, above its integrated loudness (LUFS)."""
 
 
 def _one_pole(time_constant_s: float) -> float:
@@ -34,14 +43,25 @@ def gain_reduction_db(level_db: np.ndarray, threshold_db: np.ndarray | float, ra
     return np.where(over <= -KNEE_DB / 2, 0.0, np.where(over >= KNEE_DB / 2, slope * over, knee))
 
 
+def makeup_gain_db(
+    threshold_db: np.ndarray | float, ratio: np.ndarray | float, target_lufs: np.ndarray | float
+) -> np.ndarray:
+    """Automatic make-up (dB, >= 0): the static reduction of speech whose integrated loudness is ``target_lufs``."""
+    return gain_reduction_db(np.asarray(target_lufs) + SPEECH_ABOVE_LOUDNESS_DB, threshold_db, ratio)
+
+
 class CompressorStage(Stage):
-    """Compressor (``compressor_threshold_db`` on RMS level, ``compressor_ratio``; 1 = transparent); zero latency."""
+    """Compressor (``compressor_threshold_db`` on RMS level, ``compressor_ratio``; 1 = transparent); zero latency.
+
+    Make-up gain follows ``target_lufs`` (see the module docstring).
+    """
 
     def __init__(self, channels: int, params: Mapping[str, float]) -> None:
         super().__init__(channels)
         hop_s = HOP_MS / 1000
         self._threshold = SmoothedParam("compressor_threshold_db", params, 0.05, hop_s)
         self._ratio = SmoothedParam("compressor_ratio", params, 0.05, hop_s)
+        self._target = SmoothedParam("target_lufs", params, 0.05, hop_s)
         self._hop = hop_frames(ENGINE_SAMPLE_RATE)
         self._detector = _one_pole(DETECTOR_S)
         self._attack = _one_pole(ATTACK_S)
@@ -51,12 +71,15 @@ class CompressorStage(Stage):
     def set_params(self, params: Mapping[str, float]) -> None:
         self._threshold.update(params)
         self._ratio.update(params)
+        self._target.update(params)
 
     def reset(self) -> None:
         self._threshold.reset()
         self._ratio.reset()
+        self._target.reset()
         self._power_state = np.zeros(1)
-        self._attack_state = np.zeros(1)
+        makeup_db = makeup_gain_db(self._threshold.value, self._ratio.value, self._target.value)
+        self._attack_state = np.array([-self._attack * float(makeup_db)])  # starts at the make-up gain
         self._held = 0.0
 
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -65,10 +88,14 @@ class CompressorStage(Stage):
         power = np.mean(block.astype(np.float64) ** 2, axis=0)
         power, self._power_state = lfilter([1 - self._detector], [1, -self._detector], power, zi=self._power_state)
         level_db = 10 * np.log10(power + 1e-20)
-        threshold = hop_ramp(self._threshold.hop_values(hops), self._hop)
-        ratio = hop_ramp(self._ratio.hop_values(hops), self._hop)
+        threshold_hops, ratio_hops = self._threshold.hop_values(hops), self._ratio.hop_values(hops)
+        makeup_db = hop_ramp(makeup_gain_db(threshold_hops, ratio_hops, self._target.hop_values(hops)), self._hop)
+        threshold, ratio = hop_ramp(threshold_hops, self._hop), hop_ramp(ratio_hops, self._hop)
         reduction = gain_reduction_db(level_db, threshold, ratio)
         held = release_envelope(reduction, self._release, self._held)
         self._held = float(held[-1])
-        smoothed, self._attack_state = lfilter([1 - self._attack], [1, -self._attack], held, zi=self._attack_state)
-        return (block * 10 ** (-smoothed / 20)).astype(np.float32)
+        # the make-up goes through the attack smoother too, so a parameter change moves both together
+        net_db, self._attack_state = lfilter(
+            [1 - self._attack], [1, -self._attack], held - makeup_db, zi=self._attack_state
+        )
+        return (block * 10 ** (-net_db / 20)).astype(np.float32)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
-from speakup_fx.dsp.envelope import release_envelope
+from speakup_fx.dsp.envelope import release_envelope, sliding
 from speakup_fx.dsp.loudness import TruePeakDetector
 from speakup_fx.dsp.smoothing import SmoothedParam, hop_ramp
 from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HOP_MS, Stage, hop_frames
@@ -23,16 +23,6 @@ LOOKAHEAD_FRAMES = 80
 NEIGHBOURHOOD_FRAMES = 4
 """Interpolated peaks within two samples either side of a sample bound its gain."""
 RELEASE_S = 0.08
-
-
-def _sliding(filter_1d, values: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``filter_1d`` over the windows ending at each of ``values``; ``history`` holds the ``size - 1`` before.
-
-    Returns the filtered values and the next history.
-    """
-    size = history.size + 1
-    full = np.concatenate([history, values])
-    return filter_1d(full, size, mode="nearest")[size // 2 : size // 2 + values.size], full[values.size :]
 
 
 class TruePeakLimiterStage(Stage):
@@ -67,9 +57,9 @@ class TruePeakLimiterStage(Stage):
         x = block.astype(np.float64)
         frames = x.shape[-1]
         ceiling = 10 ** (hop_ramp(self._ceiling_db.hop_values(frames // self._hop), self._hop) / 20)
-        peaks, self._peaks = _sliding(maximum_filter1d, self._detector.process(x), self._peaks)
+        peaks, self._peaks = sliding(maximum_filter1d, self._detector.process(x), self._peaks)
         required = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-20))
-        required, self._required = _sliding(minimum_filter1d, required, self._required)
+        required, self._required = sliding(minimum_filter1d, required, self._required)
         reduction = release_envelope(-np.log(required), self._release, self._reduction)  # in nepers
         self._reduction = float(reduction[-1])
         held = np.exp(-reduction)

@@ -191,69 +191,76 @@ def validate(state: State, noisy: torch.Tensor, target: torch.Tensor) -> tuple[d
     return terms, fake
 
 
+def write_checkpoints(state: State, run_dir: Path, writer, validation: tuple[torch.Tensor, torch.Tensor], snapshot: bool) -> None:
+    """Rank 0: validate, log scores and audio, write ``checkpoint.pt`` (+ ``best.pt`` when validation improves)."""
+    noisy, target = validation
+    terms, fake = validate(state, noisy, target)
+    for k, v in terms.items():
+        writer.add_scalar(k, v, state.step)
+    for name, audio in (("noisy", noisy[0]), ("target", target[0]), ("enhanced", fake[0])):
+        writer.add_audio(f"sample/{name}", audio.clamp(-1, 1), state.step, sample_rate=state.config.degrade.sample_rate)
+    writer.flush()
+    logger.info("step %d validation %s", state.step, " ".join(f"{k}={v:.4f}" for k, v in terms.items()))
+    payload = None
+    if terms["val/total"] < state.best_validation:
+        state.best_validation = terms["val/total"]
+        payload = checkpoint_payload(state)
+        save_checkpoint(run_dir / "best.pt", payload)
+    payload = payload or checkpoint_payload(state)
+    save_checkpoint(run_dir / "checkpoint.pt", payload)
+    if snapshot:
+        save_checkpoint(run_dir / f"checkpoint_{state.step:08d}.pt", payload)
+
+
 def train(config: Config, run_dir: Path, world: World, max_steps: int | None = None, require_resume: bool = False) -> State:
     """Run (or resume) the schedule, writing checkpoints and TensorBoard logs to ``run_dir``."""
     torch.set_num_threads(config.threads)
     state = build_state(config, world)
-    latest = run_dir / "checkpoint.pt"
-    if latest.is_file():
-        restore(state, load_checkpoint(latest))
+    if (run_dir / "checkpoint.pt").is_file():
+        restore(state, load_checkpoint(run_dir / "checkpoint.pt"))
         state.epoch += 1
-        logger.info("resumed from %s at step %d", latest, state.step)
+        logger.info("resumed from %s at step %d", run_dir / "checkpoint.pt", state.step)
     elif require_resume:
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
-    writer = None
+    training, held_out = build_datasets(config)
+    writer = validation = None
     if world.is_main:
         from torch.utils.tensorboard import SummaryWriter
 
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
         writer = SummaryWriter(str(run_dir / "tensorboard"))
-    training, held_out = build_datasets(config)
-    if world.is_main:
         pairs = [held_out[(VALIDATION_EPOCH, i)] for i in range(config.data.validation_examples)]
-        val_noisy, val_target = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+        validation = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
     sampler = EpochSampler(config.data.examples_per_epoch, world.rank, world.world_size)
     loader = DataLoader(training, batch_size=config.batch_size // world.world_size, sampler=sampler, num_workers=config.data.workers, drop_last=True)
     end = sum((config.schedule.generator_steps, config.schedule.postnet_steps, config.schedule.adversarial_steps))
     if max_steps is not None:
         end = min(end, state.step + max_steps)
-    last_checkpoint = last_snapshot = started = time.monotonic()
+    last_checkpoint = last_snapshot = time.monotonic()
     sums: dict[str, float] = {}
+    counted = 0
     while state.step < end:
         sampler.set_epoch(state.epoch)
         for noisy, target in loader:
-            logs = train_step(state, noisy, target)
-            for k, v in logs.items():
+            started = time.monotonic()
+            for k, v in train_step(state, noisy, target).items():
                 sums[k] = sums.get(k, 0.0) + v
+            sums["speed/step_s"] = sums.get("speed/step_s", 0.0) + time.monotonic() - started
+            counted += 1
             if state.step % config.log_every == 0:
-                means = {k: mean_across_ranks(torch.tensor(v / config.log_every), world).item() for k, v in sums.items()}
-                sums = {}
+                means = {k: mean_across_ranks(torch.tensor(v / counted), world).item() for k, v in sums.items()}
+                sums, counted = {}, 0
                 if writer is not None:
                     for k, v in means.items():
                         writer.add_scalar(k, v, state.step)
-                    rate = state.step / max(time.monotonic() - started, 1e-9)
                     logger.info("step %d (%s) %s", state.step, stage_of(config, state.step - 1), " ".join(f"{k}={v:.4f}" for k, v in sorted(means.items())))
-                    writer.add_scalar("speed/steps_per_s", rate, state.step)
             now = time.monotonic()
             done = state.step >= end
             if world.is_main and (done or now - last_checkpoint >= config.checkpoint_every_s):
-                last_checkpoint = now
-                terms, fake = validate(state, val_noisy, val_target)
-                for k, v in terms.items():
-                    writer.add_scalar(k, v, state.step)
-                rate_hz = config.degrade.sample_rate
-                for name, audio in (("noisy", val_noisy[0]), ("target", val_target[0]), ("enhanced", fake[0])):
-                    writer.add_audio(f"sample/{name}", audio.clamp(-1, 1), state.step, sample_rate=rate_hz)
-                writer.flush()
-                logger.info("step %d validation %s", state.step, " ".join(f"{k}={v:.4f}" for k, v in terms.items()))
-                if terms["val/total"] < state.best_validation:
-                    state.best_validation = terms["val/total"]
-                    save_checkpoint(run_dir / "best.pt", checkpoint_payload(state))
-                save_checkpoint(latest, checkpoint_payload(state))
-                if now - last_snapshot >= config.snapshot_every_s:
-                    last_snapshot = now
-                    save_checkpoint(run_dir / f"checkpoint_{state.step:08d}.pt", checkpoint_payload(state))
+                snapshot = now - last_snapshot >= config.snapshot_every_s
+                write_checkpoints(state, run_dir, writer, validation, snapshot)
+                last_checkpoint, last_snapshot = now, now if snapshot else last_snapshot
             if done:
                 break
         state.epoch += 1

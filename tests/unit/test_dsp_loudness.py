@@ -113,3 +113,17 @@ def test_wrong_input_is_refused_clearly():
         true_peak_dbtp(np.zeros((1, 100)), 0)
     with pytest.raises(ValueError, match="channels"):
         LoudnessMeter(2, 48_000).add(np.zeros((1, 100)))
+
+
+def test_true_peak_detector_equals_direct_polyphase_filtering_in_any_blocks():
+    from scipy.signal import lfilter
+
+    from speakup_fx.dsp.loudness import _PHASES, TruePeakDetector
+
+    audio = np.concatenate([synthetic.noise_bursts(1.0, 48_000, 2), synthetic.speech_like(1.0, 48_000, 2)], axis=1)
+    audio = audio.astype(np.float64)
+    direct = np.max([np.abs(lfilter(taps, [1.0], audio, axis=-1)).max(axis=0) for taps in _PHASES], axis=0)
+    for block in (480, 4_800, 12_345, audio.shape[-1]):
+        detector = TruePeakDetector(2)
+        streamed = np.concatenate([detector.process(audio[:, i : i + block]) for i in range(0, audio.shape[-1], block)])
+        np.testing.assert_allclose(streamed, direct, rtol=0, atol=1e-12)

@@ -16,11 +16,12 @@ def clean_speech(duration_s: float = 3.0) -> np.ndarray:
 
 
 def with_white_noise(signal: np.ndarray, snr_db: float, seed: int = 3) -> np.ndarray:
-    """``signal`` plus zero-mean white noise at exactly ``snr_db`` relative to the zero-mean signal."""
+    """``signal`` plus zero-mean white noise, orthogonal to it, at exactly ``snr_db`` relative to the zero-mean signal."""
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal(signal.size)
     noise -= noise.mean()
     centred = signal - signal.mean()
+    noise -= centred * (noise @ centred) / (centred @ centred)  # SI-SDR projects onto the signal
     noise *= np.sqrt(np.sum(centred**2) / np.sum(noise**2) / 10 ** (snr_db / 10))
     return (signal + noise).astype(np.float32)
 

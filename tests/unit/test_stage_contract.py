@@ -10,6 +10,7 @@ from speakup_fx.stages.compressor import CompressorStage
 from speakup_fx.stages.dehum import DehumStage
 from speakup_fx.stages.denoise import SpectralDenoiseStage
 from speakup_fx.stages.eq import EqStage
+from speakup_fx.stages.expander import ExpanderStage
 from speakup_fx.stages.gain import GainStage
 from speakup_fx.stages.highpass import HighpassStage
 from speakup_fx.stages.leveler import LevelerStage
@@ -27,6 +28,11 @@ STAGES = {
     "leveler": (LevelerStage, {"leveler_amount": 1.0, "target_lufs": -10.0}, ("target_lufs", -40.0, -5.0)),
     "compressor": (
         CompressorStage, {"compressor_threshold_db": -40.0, "compressor_ratio": 8.0}, ("compressor_ratio", 1.0, 20.0)
+    ),
+    "expander": (
+        ExpanderStage,
+        {"expander_threshold_db": -20.0, "expander_ratio": 4.0, "expander_range_db": 40.0},
+        ("expander_threshold_db", -90.0, -10.0),
     ),
     "gain": (GainStage, {"output_gain_db": 6.0}, ("output_gain_db", -24.0, 24.0)),
     "limiter": (TruePeakLimiterStage, {"limiter_ceiling_dbtp": -12.0}, ("limiter_ceiling_dbtp", 0.0, -20.0)),

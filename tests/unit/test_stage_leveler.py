@@ -55,3 +55,17 @@ def test_pauses_and_background_noise_are_not_boosted():
 def test_amount_zero_leaves_the_signal_alone():
     audio = speech_at(-30.0, 5.0)
     np.testing.assert_allclose(LevelerStage(1, {"leveler_amount": 0.0}).process(audio), audio, atol=1e-7)
+
+
+@pytest.mark.parametrize("input_lufs", [-30.0, -24.0, -16.0])
+def test_podcast_chain_brings_speech_near_the_target_before_any_loudness_pass(input_lufs):
+    """Leveler then compressor with make-up: the bounce's loudness pass is left a small correction."""
+    from speakup_fx import SpeakUp
+
+    audio = speech_at(input_lufs, 16.0)
+    target = SpeakUp("podcast").target_lufs
+    unlimited = SpeakUp("podcast", limiter=False)(audio, RATE)
+    assert integrated_loudness_lufs(unlimited[:, 6 * RATE :], RATE) == pytest.approx(target, abs=2.5)  # -30 LUFS is near the leveler's 12 dB limit
+    # this synthetic voice peaks ~20 dB above its loudness, so the -1 dBTP limiter costs it some loudness
+    limited = SpeakUp("podcast")(audio, RATE)
+    assert integrated_loudness_lufs(limited[:, 6 * RATE :], RATE) == pytest.approx(target, abs=5.0)
