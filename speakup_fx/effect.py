@@ -82,11 +82,17 @@ def _detect_layout(shape: tuple[int, ...], channels_hint: int | None, last_layou
     )
 
 
-def _to_planar(input_array: Any, channels_hint: int | None, last_layout: str | None) -> tuple[np.ndarray, str]:
-    """A float32 ``(channels, frames)`` copy of ``input_array`` and its layout; checks dtype and shape."""
+def _float_audio(input_array: Any) -> np.ndarray:
+    """``input_array`` as an array (not copied); ``TypeError`` unless it is float32 or float64."""
     array = np.asarray(input_array)
     if array.dtype not in (np.float32, np.float64):
         raise TypeError(f"input_array must be float32 or float64 audio, got {array.dtype}")
+    return array
+
+
+def _to_planar(input_array: Any, channels_hint: int | None, last_layout: str | None) -> tuple[np.ndarray, str]:
+    """A float32 ``(channels, frames)`` copy of ``input_array`` and its layout; checks dtype and shape."""
+    array = _float_audio(input_array)
     layout = _detect_layout(array.shape, channels_hint, last_layout)
     planar = array[None, :] if layout == _Layout.MONO else array.T if layout == _Layout.INTERLEAVED else array
     return np.array(planar, dtype=np.float32, order="C"), layout
@@ -336,9 +342,7 @@ class Board(MutableSequence):
         check_sample_rate(sample_rate)
         check_buffer_size(buffer_size)
         _check_no_duplicates(self)
-        audio = np.asarray(input_array)
-        if audio.dtype not in (np.float32, np.float64):
-            raise TypeError(f"input_array must be float32 or float64 audio, got {audio.dtype}")
+        audio = _float_audio(input_array)
         if audio.ndim not in (1, 2):
             raise ValueError(f"input_array must be 1-D (mono) or 2-D (channels, frames), got {audio.ndim} dimensions")
         audio = audio.astype(np.float32)  # a copy: items never see the caller's array

@@ -1,1 +1,1 @@
-"""Shared pytest configuration: tests import the installed package and ``synthetic`` helpers."""
+"""Shared pytest configuration: tests import the installed package, ``synthetic`` signals and ``stage_doubles``."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def simulated_rooms_cached(cache_dir: str | Path, count: int, sample_rate: int, 
     logger.info("simulating %d small rooms (cached in %s)", count, path)
     rirs = simulate_small_rooms(count, sample_rate, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # ranks may build it at once; each renames atomically
     np.savez(tmp, **{f"rir{i}": r for i, r in enumerate(rirs)})
     tmp.replace(path)
     return rirs

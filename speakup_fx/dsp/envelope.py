@@ -6,6 +6,29 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from scipy.signal import lfilter
+
+
+def one_pole_coefficient(time_constant_s: float, sample_rate: float) -> float:
+    """Feedback coefficient of a one-pole smoother with ``time_constant_s``, stepped ``sample_rate`` times a second."""
+    return math.exp(-1 / (time_constant_s * sample_rate))
+
+
+def one_pole(values: np.ndarray, coefficient: float, previous: float) -> np.ndarray:
+    """``out[n] = (1 - coefficient) * values[n] + coefficient * out[n - 1]`` with ``out[-1] = previous``.
+
+    ``values`` ``(frames,)`` float64; the last output is the next block's ``previous``.
+    """
+    return lfilter([1 - coefficient], [1, -coefficient], values, zi=[coefficient * previous])[0]
+
+
+def linked_power_db(block: np.ndarray, coefficient: float, previous: float) -> tuple[np.ndarray, float]:
+    """RMS detector: the mean power over the channels of ``block`` ``(channels, frames)`` through ``one_pole``, in dB.
+
+    Returns the level ``(frames,)`` and the last smoothed power (the next block's ``previous``).
+    """
+    power = one_pole(np.mean(block.astype(np.float64) ** 2, axis=0), coefficient, previous)
+    return 10 * np.log10(power + 1e-20), float(power[-1])
 
 
 def release_envelope(values: np.ndarray, decay: float, previous: float) -> np.ndarray:

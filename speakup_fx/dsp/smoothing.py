@@ -7,11 +7,11 @@ values at hop boundaries.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
 
+from speakup_fx.dsp.envelope import one_pole_coefficient
 from speakup_fx.params import PARAM_SPECS
 
 
@@ -38,7 +38,7 @@ class SmoothedParam:
         self.spec = PARAM_SPECS[name]
         self.target = self.spec.validate(params.get(name, self.spec.default))
         self.value = self.target
-        self._coefficient = math.exp(-hop_s / time_constant_s)
+        self._coefficient = one_pole_coefficient(time_constant_s, 1 / hop_s)
         self._tolerance = 1e-6 * (self.spec.maximum - self.spec.minimum)
 
     @property

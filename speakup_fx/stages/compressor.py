@@ -13,13 +13,11 @@ loudness to about 1 LU. Ratio 1 gives no make-up (transparent); quieter material
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
-from scipy.signal import lfilter
 
-from speakup_fx.dsp.envelope import release_envelope
+from speakup_fx.dsp.envelope import linked_power_db, one_pole, one_pole_coefficient, release_envelope
 from speakup_fx.dsp.smoothing import SmoothedParam, hop_ramp
 from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HOP_MS, Stage, hop_frames
 
@@ -29,10 +27,6 @@ ATTACK_S = 0.005
 RELEASE_S = 0.15
 SPEECH_ABOVE_LOUDNESS_DB = 4.0
 """Typical 10 ms RMS level of speech during words, above its integrated loudness (LUFS)."""
-
-
-def _one_pole(time_constant_s: float) -> float:
-    return math.exp(-1 / (time_constant_s * ENGINE_SAMPLE_RATE))
 
 
 def gain_reduction_db(level_db: np.ndarray, threshold_db: np.ndarray | float, ratio: np.ndarray | float) -> np.ndarray:
@@ -63,9 +57,9 @@ class CompressorStage(Stage):
         self._ratio = SmoothedParam("compressor_ratio", params, 0.05, hop_s)
         self._target = SmoothedParam("target_lufs", params, 0.05, hop_s)
         self._hop = hop_frames(ENGINE_SAMPLE_RATE)
-        self._detector = _one_pole(DETECTOR_S)
-        self._attack = _one_pole(ATTACK_S)
-        self._release = _one_pole(RELEASE_S)
+        self._detector = one_pole_coefficient(DETECTOR_S, ENGINE_SAMPLE_RATE)
+        self._attack = one_pole_coefficient(ATTACK_S, ENGINE_SAMPLE_RATE)
+        self._release = one_pole_coefficient(RELEASE_S, ENGINE_SAMPLE_RATE)
         self.reset()
 
     def set_params(self, params: Mapping[str, float]) -> None:
@@ -77,17 +71,15 @@ class CompressorStage(Stage):
         self._threshold.reset()
         self._ratio.reset()
         self._target.reset()
-        self._power_state = np.zeros(1)
+        self._power = 0.0
         makeup_db = makeup_gain_db(self._threshold.value, self._ratio.value, self._target.value)
-        self._attack_state = np.array([-self._attack * float(makeup_db)])  # starts at the make-up gain
+        self._net_db = -float(makeup_db)  # the attack smoother starts at the make-up gain
         self._held = 0.0
 
     def process(self, block: np.ndarray) -> np.ndarray:
         frames = block.shape[-1]
         hops = frames // self._hop
-        power = np.mean(block.astype(np.float64) ** 2, axis=0)
-        power, self._power_state = lfilter([1 - self._detector], [1, -self._detector], power, zi=self._power_state)
-        level_db = 10 * np.log10(power + 1e-20)
+        level_db, self._power = linked_power_db(block, self._detector, self._power)
         threshold_hops, ratio_hops = self._threshold.hop_values(hops), self._ratio.hop_values(hops)
         makeup_db = hop_ramp(makeup_gain_db(threshold_hops, ratio_hops, self._target.hop_values(hops)), self._hop)
         threshold, ratio = hop_ramp(threshold_hops, self._hop), hop_ramp(ratio_hops, self._hop)
@@ -95,7 +87,6 @@ class CompressorStage(Stage):
         held = release_envelope(reduction, self._release, self._held)
         self._held = float(held[-1])
         # the make-up goes through the attack smoother too, so a parameter change moves both together
-        net_db, self._attack_state = lfilter(
-            [1 - self._attack], [1, -self._attack], held - makeup_db, zi=self._attack_state
-        )
+        net_db = one_pole(held - makeup_db, self._attack, self._net_db)
+        self._net_db = float(net_db[-1])
         return (block * 10 ** (-net_db / 20)).astype(np.float32)

@@ -11,14 +11,12 @@ stream starts open.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d
-from scipy.signal import lfilter
 
-from speakup_fx.dsp.envelope import rise_limited, sliding
+from speakup_fx.dsp.envelope import linked_power_db, one_pole, one_pole_coefficient, rise_limited, sliding
 from speakup_fx.dsp.smoothing import SmoothedParam, hop_ramp
 from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HOP_MS, Stage, hop_frames
 
@@ -27,10 +25,6 @@ DETECTOR_S = 0.01
 ATTACK_S = 0.002
 HOLD_S = 0.1
 RELEASE_DB_PER_S = 200.0
-
-
-def _one_pole(time_constant_s: float) -> float:
-    return math.exp(-1 / (time_constant_s * ENGINE_SAMPLE_RATE))
 
 
 def attenuation_db(
@@ -54,8 +48,8 @@ class ExpanderStage(Stage):
         self._ratio = SmoothedParam("expander_ratio", params, 0.05, hop_s)
         self._range = SmoothedParam("expander_range_db", params, 0.05, hop_s)
         self._hop = hop_frames(ENGINE_SAMPLE_RATE)
-        self._detector = _one_pole(DETECTOR_S)
-        self._attack = _one_pole(ATTACK_S)
+        self._detector = one_pole_coefficient(DETECTOR_S, ENGINE_SAMPLE_RATE)
+        self._attack = one_pole_coefficient(ATTACK_S, ENGINE_SAMPLE_RATE)
         self._release_db = RELEASE_DB_PER_S / ENGINE_SAMPLE_RATE
         self._hold_frames = round(HOLD_S * ENGINE_SAMPLE_RATE)
         self.reset()
@@ -67,16 +61,14 @@ class ExpanderStage(Stage):
     def reset(self) -> None:
         for param in (self._threshold, self._ratio, self._range):
             param.reset()
-        self._power_state = np.zeros(1)
+        self._power = 0.0
         self._hold_history = np.zeros(self._hold_frames)  # attenuations (dB) of the last HOLD_S; open
         self._attenuation_db = 0.0
-        self._gain_state = np.array([self._attack])  # the attack smoother starts at unity gain
+        self._gain = 1.0  # the attack smoother starts at unity gain
 
     def process(self, block: np.ndarray) -> np.ndarray:
         hops = block.shape[-1] // self._hop
-        power = np.mean(block.astype(np.float64) ** 2, axis=0)
-        power, self._power_state = lfilter([1 - self._detector], [1, -self._detector], power, zi=self._power_state)
-        level_db = 10 * np.log10(power + 1e-20)
+        level_db, self._power = linked_power_db(block, self._detector, self._power)
         threshold = hop_ramp(self._threshold.hop_values(hops), self._hop)
         ratio = hop_ramp(self._ratio.hop_values(hops), self._hop)
         range_db = hop_ramp(self._range.hop_values(hops), self._hop)
@@ -84,7 +76,6 @@ class ExpanderStage(Stage):
         held, self._hold_history = sliding(minimum_filter1d, wanted, self._hold_history)
         attenuation = rise_limited(held, self._release_db, self._attenuation_db)
         self._attenuation_db = float(attenuation[-1])
-        gain, self._gain_state = lfilter(
-            [1 - self._attack], [1, -self._attack], 10 ** (-attenuation / 20), zi=self._gain_state
-        )
+        gain = one_pole(10 ** (-attenuation / 20), self._attack, self._gain)
+        self._gain = float(gain[-1])
         return (block * gain).astype(np.float32)

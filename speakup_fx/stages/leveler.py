@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from speakup_fx.dsp.biquad import SosFilter
+from speakup_fx.dsp.envelope import one_pole_coefficient
 from speakup_fx.dsp.loudness import k_weighting_sos
 from speakup_fx.dsp.smoothing import SmoothedParam, hop_ramp
 from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HOP_MS, Stage, hop_frames
@@ -41,8 +42,8 @@ class LevelerStage(Stage):
         self._hop = hop_frames(ENGINE_SAMPLE_RATE)
         self._weighting = SosFilter(k_weighting_sos(ENGINE_SAMPLE_RATE), channels)
         self._momentary_hops = round(MOMENTARY_S / hop_s)
-        self._level_coefficient = math.exp(-hop_s / LEVEL_TIME_S)
-        self._gain_coefficient = math.exp(-hop_s / GAIN_TIME_S)
+        self._level_coefficient = one_pole_coefficient(LEVEL_TIME_S, 1 / hop_s)  # one step per hop
+        self._gain_coefficient = one_pole_coefficient(GAIN_TIME_S, 1 / hop_s)
         self.reset()
 
     def set_params(self, params: Mapping[str, float]) -> None:

@@ -8,13 +8,12 @@ the constraining sample). Linked over channels.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
-from speakup_fx.dsp.envelope import release_envelope, sliding
+from speakup_fx.dsp.envelope import one_pole_coefficient, release_envelope, sliding
 from speakup_fx.dsp.loudness import TruePeakDetector
 from speakup_fx.dsp.smoothing import SmoothedParam, hop_ramp
 from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HOP_MS, Stage, hop_frames
@@ -32,7 +31,7 @@ class TruePeakLimiterStage(Stage):
         super().__init__(channels)
         self._ceiling_db = SmoothedParam("limiter_ceiling_dbtp", params, 0.02, HOP_MS / 1000)
         self._hop = hop_frames(ENGINE_SAMPLE_RATE)
-        self._release = math.exp(-1 / (RELEASE_S * ENGINE_SAMPLE_RATE))
+        self._release = one_pole_coefficient(RELEASE_S, ENGINE_SAMPLE_RATE)
         self._detector = TruePeakDetector(channels)
         self._latency = LOOKAHEAD_FRAMES - 1 + self._detector.delay_samples + NEIGHBOURHOOD_FRAMES // 2 - 1
         self.reset()

@@ -65,5 +65,7 @@ def barrier(world: World) -> None:
 
 
 def shutdown(world: World) -> None:
+    """Leave the process group once every rank is done."""
     if world.world_size > 1 and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

@@ -11,28 +11,8 @@ import speakup_fx.engine as engine_module
 from speakup_fx import SpeakUp
 from speakup_fx.params import PARAMS, ChainOptions
 from speakup_fx.stages.base import Stage
+from stage_doubles import DelayStage
 from synthetic import chirp, impulse, noise, sine
-
-
-class DelayStage(Stage):
-    """Test stage: a pure delay of ``frames`` that reports it as latency (a transparent chain)."""
-
-    def __init__(self, channels: int, frames: int) -> None:
-        super().__init__(channels)
-        self.frames = frames
-        self.reset()
-
-    @property
-    def latency_samples(self) -> int:
-        return self.frames
-
-    def process(self, block: np.ndarray) -> np.ndarray:
-        joined = np.concatenate([self._tail, block], axis=1)
-        self._tail = joined[:, block.shape[1] :]
-        return joined[:, : block.shape[1]]
-
-    def reset(self) -> None:
-        self._tail = np.zeros((self.channels, self.frames), np.float32)
 
 
 class OutputGainStage(Stage):

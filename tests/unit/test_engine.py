@@ -13,29 +13,8 @@ import speakup_fx.engine as engine_module
 from speakup_fx.engine import Engine, build_chain, chain_latency_frames
 from speakup_fx.params import ChainOptions
 from speakup_fx.stages.base import Stage
+from stage_doubles import DelayStage
 from synthetic import noise, sine
-
-
-class DelayStage(Stage):
-    """Test stage: a pure delay of ``frames`` (reported as its latency)."""
-
-    def __init__(self, channels: int, frames: int = 0, sample_rate: int = 48000) -> None:
-        super().__init__(channels)
-        self.frames = frames
-        self.input_sample_rate = self.output_sample_rate = sample_rate
-        self.reset()
-
-    @property
-    def latency_samples(self) -> int:
-        return self.frames
-
-    def process(self, block: np.ndarray) -> np.ndarray:
-        joined = np.concatenate([self._tail, block], axis=1)
-        self._tail = joined[:, block.shape[1] :]
-        return joined[:, : block.shape[1]]
-
-    def reset(self) -> None:
-        self._tail = np.zeros((self.channels, self.frames), np.float32)
 
 
 class ScaleStage(Stage):
