@@ -27,8 +27,8 @@ class DiscriminatorConfig:
 
 def mel_filterbank(sample_rate: int, n_fft: int, bins: int) -> np.ndarray:
     """Triangular HTK-mel filters ``(bins, n_fft // 2 + 1)``, float32."""
-    mel = lambda hz: 2595 * np.log10(1 + hz / 700)  # noqa: E731
-    edges_hz = 700 * (10 ** (np.linspace(mel(0.0), mel(sample_rate / 2), bins + 2) / 2595) - 1)
+    top_mel = 2595 * np.log10(1 + sample_rate / 2 / 700)
+    edges_hz = 700 * (10 ** (np.linspace(0.0, top_mel, bins + 2) / 2595) - 1)
     freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
     lower = (freqs[None] - edges_hz[:-2, None]) / (edges_hz[1:-1, None] - edges_hz[:-2, None])
     upper = (edges_hz[2:, None] - freqs[None]) / (edges_hz[2:, None] - edges_hz[1:-1, None])

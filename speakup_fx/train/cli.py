@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from speakup_fx.train.config import load_config
-    from speakup_fx.train.distributed import init_from_env, shutdown
+    from speakup_fx.train.distributed import barrier, init_from_env, shutdown
     from speakup_fx.train.loop import train
 
     try:
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("speakup_fx").setLevel(logging.WARNING)
     try:
         train(config, run_dir, world, args.max_steps, args.resume)
+        barrier(world)  # ranks leave together
     except FileNotFoundError as error:
         logger.error("%s", error)
         return 2

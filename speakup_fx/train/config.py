@@ -50,6 +50,7 @@ class OptimConfig:
     discriminator_lr: float = field(default=2e-4, metadata={"help": "discriminator learning rate"})
     betas: tuple[float, float] = field(default=(0.8, 0.99), metadata={"help": "Adam betas"})
     grad_clip: float = field(default=5.0, metadata={"help": "gradient-norm clip of the generator"})
+    lr_decay: float = field(default=0.99995, metadata={"help": "learning-rate factor per step (exponential decay)"})
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,6 @@ def barrier(world: World) -> None:
 
 
 def shutdown(world: World) -> None:
-    """Leave the process group once every rank is done."""
+    """Leave the process group."""
     if world.world_size > 1 and dist.is_initialized():
-        dist.barrier()
         dist.destroy_process_group()

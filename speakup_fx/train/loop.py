@@ -77,8 +77,13 @@ def build_state(config: Config, world: World) -> State:
 
 
 def set_stage(state: State, stage: str) -> None:
-    """Freeze the postnet (learning rate 0) during the generator-only stage."""
-    state.opt_g.param_groups[1]["lr"] = 0.0 if stage == "generator" else state.config.optim.generator_lr
+    """Learning rates of this step: decayed exponentially; the postnet frozen (rate 0) in the generator-only stage."""
+    o = state.config.optim
+    decay = o.lr_decay**state.step
+    state.opt_g.param_groups[0]["lr"] = o.generator_lr * decay
+    state.opt_g.param_groups[1]["lr"] = 0.0 if stage == "generator" else o.generator_lr * decay
+    if state.opt_d is not None:
+        state.opt_d.param_groups[0]["lr"] = o.discriminator_lr * decay
 
 
 def generate(state: State, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -58,3 +58,21 @@ def test_two_process_gradients_equal_one_process_on_the_global_batch(tmp_path):
             torch.testing.assert_close(result["grads"][name], grad, atol=1e-6, rtol=1e-4, msg=name)
         for name, value in single.generator.state_dict().items():
             torch.testing.assert_close(result["params"][name], value, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_torchrun_runs_the_cli_on_two_ranks(tmp_path):
+    import subprocess
+    import sys
+
+    import synthetic
+
+    from speakup_fx.train.checkpoint import load_checkpoint
+
+    synthetic.write_tiny_corpus(tmp_path / "corpus")
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY.read_text().replace("[data]", f"[data]\ndata_dir = '{tmp_path / 'corpus'}'\ncache_dir = '{tmp_path / 'cache'}'"))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()),
+               "-m", "speakup_fx.cli", "train", "--config", str(config), "--run-dir", str(tmp_path / "run"), "--device", "cpu"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 6

@@ -137,3 +137,10 @@ def test_paper_generator_trains_through_the_same_loop(config):
 def test_shipped_configs_load():
     for path in sorted(TINY.parent.glob("*.toml")):
         assert isinstance(load_config(path), Config)
+
+
+def test_learning_rate_decays_per_step(config):
+    state = build_state(replace(config, optim=replace(config.optim, lr_decay=0.5)), CPU)
+    train_step(state, *batch())
+    train_step(state, *batch(1))
+    assert state.opt_g.param_groups[0]["lr"] == pytest.approx(config.optim.generator_lr * 0.5)

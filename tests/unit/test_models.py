@@ -1,6 +1,5 @@
 """Generators and discriminators: streaming equals offline, shapes are checked."""
 
-import numpy as np
 import pytest
 import torch
 
