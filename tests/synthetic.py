@@ -16,13 +16,20 @@ def _fade(x: np.ndarray, sample_rate: int, fade_s: float = 0.01) -> np.ndarray:
     return x
 
 
+def _frozen(x: np.ndarray, channels: int, sample_rate: int | None = None) -> np.ndarray:
+    """``x`` (1-D) copied to ``channels`` rows, faded in/out when ``sample_rate`` is given, read-only (cached)."""
+    out = np.tile(x.astype(np.float32), (channels, 1))
+    if sample_rate is not None:
+        out = _fade(out, sample_rate)
+    out.setflags(write=False)
+    return out
+
+
 @lru_cache(maxsize=64)
 def sine(frequency_hz: float, duration_s: float, sample_rate: int, channels: int = 1, amplitude: float = 0.5) -> np.ndarray:
     t = np.arange(int(duration_s * sample_rate)) / sample_rate
     x = (amplitude * np.sin(2 * np.pi * frequency_hz * t)).astype(np.float32)
-    out = _fade(np.tile(x, (channels, 1)), sample_rate)
-    out.setflags(write=False)
-    return out
+    return _frozen(x, channels, sample_rate)
 
 
 @lru_cache(maxsize=64)
@@ -30,9 +37,7 @@ def chirp(start_hz: float, stop_hz: float, duration_s: float, sample_rate: int, 
     t = np.arange(int(duration_s * sample_rate)) / sample_rate
     k = (stop_hz - start_hz) / duration_s
     x = (0.5 * np.sin(2 * np.pi * (start_hz * t + 0.5 * k * t**2))).astype(np.float32)
-    out = _fade(np.tile(x, (channels, 1)), sample_rate)
-    out.setflags(write=False)
-    return out
+    return _frozen(x, channels, sample_rate)
 
 
 @lru_cache(maxsize=64)
@@ -56,9 +61,7 @@ def speech_like(duration_s: float, sample_rate: int, channels: int = 1, seed: in
     syllables = np.clip(np.sin(2 * np.pi * 3.5 * t + rng.uniform(0, 6)), 0, None) ** 2
     pauses = (np.sin(2 * np.pi * 0.4 * t) > -0.6).astype(float)
     x = (0.3 * voice * syllables * pauses / 3).astype(np.float32)
-    out = _fade(np.tile(x, (channels, 1)), sample_rate)
-    out.setflags(write=False)
-    return out
+    return _frozen(x, channels, sample_rate)
 
 
 def noisy_speech(duration_s: float, sample_rate: int, channels: int = 1, snr_db: float = 10.0, seed: int = 0) -> np.ndarray:
@@ -119,9 +122,7 @@ def hum(mains_hz: float, duration_s: float, sample_rate: int, channels: int = 1,
     """Mains hum: ``mains_hz`` and its harmonics, each 3 dB below the one before."""
     t = np.arange(int(duration_s * sample_rate)) / sample_rate
     x = sum(amplitude * 10 ** (-3 * k / 20) * np.sin(2 * np.pi * mains_hz * (k + 1) * t + k) for k in range(harmonics))
-    out = np.tile(x.astype(np.float32), (channels, 1))
-    out.setflags(write=False)
-    return out
+    return _frozen(x, channels)
 
 
 @lru_cache(maxsize=16)
@@ -129,9 +130,7 @@ def clipped_sine(frequency_hz: float, duration_s: float, sample_rate: int, chann
     """A sine driven ``drive`` times past full scale and hard-clipped at +-1 (inter-sample peaks above 0 dBTP)."""
     t = np.arange(int(duration_s * sample_rate)) / sample_rate
     x = np.clip(drive * np.sin(2 * np.pi * frequency_hz * t + 0.3), -1.0, 1.0).astype(np.float32)
-    out = np.tile(x, (channels, 1))
-    out.setflags(write=False)
-    return out
+    return _frozen(x, channels)
 
 
 @lru_cache(maxsize=16)
