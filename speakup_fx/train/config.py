@@ -16,6 +16,7 @@ from speakup_fx.data.degrade import DegradeConfig
 from speakup_fx.models.discriminators import DiscriminatorConfig
 from speakup_fx.models.paper import PaperGeneratorConfig
 from speakup_fx.models.streaming import StreamingGeneratorConfig
+from speakup_fx.train.losses import ADVERSARIAL_LOSS_NAMES, RECONSTRUCTION_LOSSES
 
 GENERATORS = ("streaming", "hifigan_paper")
 
@@ -88,7 +89,7 @@ class Config:
             raise ValueError(f"generator: expected one of {GENERATORS}, got {self.generator!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
-        unknown = set(self.loss.weights) - {"gen/l1", "gen/stft", "adv/gen", "adv/feat"}
+        unknown = set(self.loss.weights) - {*RECONSTRUCTION_LOSSES, *ADVERSARIAL_LOSS_NAMES}
         if unknown:
             raise ValueError(f"loss.weights: unknown loss names {sorted(unknown)}")
 

@@ -102,10 +102,15 @@ def d_step(state: State, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     return {"adv/disc": loss.item()}
 
 
+def reconstruction_losses(config: Config, fake: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The reconstruction terms that ``config.loss.weights`` names."""
+    return {name: loss(fake, target) for name, loss in losses.RECONSTRUCTION_LOSSES.items() if name in config.loss.weights}
+
+
 def generator_losses(state: State, batch: dict[str, torch.Tensor], adversarial: bool) -> dict[str, torch.Tensor]:
     """Named generator loss terms (unweighted)."""
     fake, target = batch["fake"], batch["target"]
-    terms = {"gen/l1": losses.l1_loss(fake, target), "gen/stft": losses.multi_resolution_stft_loss(fake, target)}
+    terms = reconstruction_losses(state.config, fake, target)
     if adversarial:
         scores, features = state.discriminators(torch.cat([target, fake]))
         half = target.shape[0]
@@ -190,9 +195,10 @@ def validate(state: State, noisy: torch.Tensor, target: torch.Tensor) -> tuple[d
     generator = unwrap(state.generator).eval()
     fake = torch.cat([generator(n[None].to(state.world.device)) for n in noisy]).cpu()
     generator.train()
-    terms = {"val/l1": losses.l1_loss(fake, target).item(), "val/stft": losses.multi_resolution_stft_loss(fake, target).item()}
-    w = state.config.loss.weights
-    terms["val/total"] = w["gen/l1"] * terms["val/l1"] + w["gen/stft"] * terms["val/stft"]
+    weights = state.config.loss.weights
+    values = reconstruction_losses(state.config, fake, target)
+    terms = {name.replace("gen/", "val/"): value.item() for name, value in values.items()}
+    terms["val/total"] = sum(weights[name] * value.item() for name, value in values.items())
     return terms, fake
 
 

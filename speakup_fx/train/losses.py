@@ -48,6 +48,36 @@ def multi_resolution_stft_loss(output: torch.Tensor, target: torch.Tensor) -> to
     return total / len(STFT_RESOLUTIONS)
 
 
+COMPRESSION = 0.3
+"""Power-law exponent of the compressed-spectrum loss (Braun & Tashev 2021)."""
+
+COMPLEX_SHARE = 0.3
+"""Share of the complex (phase-aware) term in the compressed-spectrum loss; the rest is magnitude."""
+
+
+def compressed_spectrum_loss(output: torch.Tensor, target: torch.Tensor, n_fft: int = 512, hop: int = 128) -> torch.Tensor:
+    """MSE of power-law compressed spectra ``|X|^0.3 e^{j phase}``: 0.3 x complex + 0.7 x magnitude (Braun & Tashev 2021).
+
+    Unlike the log term of the multi-resolution loss it weighs bins by their (compressed) energy,
+    so near-silent bins do not push the model to over-suppress.
+    """
+    _check_pair(output, target)
+    compressed = []
+    for s in (output, target):
+        spectrum = torch.stft(s.reshape(-1, s.shape[-1]), n_fft, hop, window=_window(n_fft, s), return_complex=True)
+        magnitude = spectrum.abs().clamp_min(LOG_FLOOR)
+        compressed.append((magnitude**COMPRESSION, spectrum * magnitude ** (COMPRESSION - 1)))
+    (out_mag, out_complex), (tgt_mag, tgt_complex) = compressed
+    complex_error = torch.view_as_real(out_complex - tgt_complex).square().sum(-1).mean()
+    return COMPLEX_SHARE * complex_error + (1 - COMPLEX_SHARE) * F.mse_loss(out_mag, tgt_mag)
+
+
+RECONSTRUCTION_LOSSES = {"gen/l1": l1_loss, "gen/stft": multi_resolution_stft_loss, "gen/spec": compressed_spectrum_loss}
+"""Reconstruction terms by logged name (training and validation use the weighted ones)."""
+
+ADVERSARIAL_LOSS_NAMES = ("adv/gen", "adv/feat")
+
+
 def lsgan_discriminator_loss(real_scores: list[torch.Tensor], fake_scores: list[torch.Tensor]) -> torch.Tensor:
     """LSGAN: real -> 1, fake -> 0, summed over discriminators."""
     return sum(((1 - r) ** 2).mean() + (f**2).mean() for r, f in zip(real_scores, fake_scores, strict=True))

@@ -144,3 +144,11 @@ def test_learning_rate_decays_per_step(config):
     train_step(state, *batch())
     train_step(state, *batch(1))
     assert state.opt_g.param_groups[0]["lr"] == pytest.approx(config.optim.generator_lr * 0.5)
+
+
+def test_loss_weights_choose_the_reconstruction_terms(config):
+    weights = {"gen/l1": 1.0, "gen/spec": 10.0, "adv/gen": 1.0, "adv/feat": 2.0}
+    state = build_state(replace(config, loss=replace(config.loss, weights=weights)), CPU)
+    logs = train_step(state, *batch())
+    assert set(logs) == {"gen/l1", "gen/spec", "gen/total", "gen/grad_norm"}
+    assert logs["gen/total"] == pytest.approx(logs["gen/l1"] + 10.0 * logs["gen/spec"], rel=1e-5)

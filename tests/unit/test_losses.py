@@ -13,13 +13,28 @@ def test_reconstruction_losses_vanish_only_for_equal_signals():
     noisy = target + 0.1 * torch.randn_like(target)
     assert losses.l1_loss(noisy, target).item() > 0.01
     assert losses.multi_resolution_stft_loss(noisy, target).item() > 0.05
+    assert losses.compressed_spectrum_loss(target, target).item() == pytest.approx(0.0, abs=1e-9)
+    assert losses.compressed_spectrum_loss(noisy, target).item() > 0.01
 
 
-def test_stft_loss_is_a_mean_over_examples():
+@pytest.mark.parametrize("loss", list(losses.RECONSTRUCTION_LOSSES.values()), ids=list(losses.RECONSTRUCTION_LOSSES))
+def test_reconstruction_losses_are_means_over_examples(loss):
+    """So a DDP gradient average over equal shards equals the full-batch gradient."""
     gen = torch.Generator().manual_seed(1)
     out, tgt = torch.randn(4, 1, 4000, generator=gen), torch.randn(4, 1, 4000, generator=gen)
-    halves = (losses.multi_resolution_stft_loss(out[:2], tgt[:2]) + losses.multi_resolution_stft_loss(out[2:], tgt[2:])) / 2
-    torch.testing.assert_close(losses.multi_resolution_stft_loss(out, tgt), halves)
+    torch.testing.assert_close(loss(out, tgt), (loss(out[:2], tgt[:2]) + loss(out[2:], tgt[2:])) / 2)
+
+
+def test_compressed_spectrum_loss_grows_with_noise_and_sees_phase():
+    target = torch.randn(1, 1, 8000, generator=torch.Generator().manual_seed(2))
+    noise = torch.randn(1, 1, 8000, generator=torch.Generator().manual_seed(3))
+    scores = [losses.compressed_spectrum_loss(target + g * noise, target).item() for g in (0.01, 0.1, 1.0)]
+    assert scores == sorted(scores) and scores[0] > 0
+    # a sign flip keeps every magnitude: only the complex term sees it
+    flipped = losses.compressed_spectrum_loss(-target, target).item()
+    magnitudes = torch.stft(target[0], 512, 128, window=torch.hann_window(512), return_complex=True).abs().clamp_min(losses.LOG_FLOOR)
+    expected = losses.COMPLEX_SHARE * (2 * magnitudes**losses.COMPRESSION).square().mean().item()
+    assert flipped == pytest.approx(expected, rel=1e-4)
 
 
 def test_lsgan_losses_have_their_known_values():
