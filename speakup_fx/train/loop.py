@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from speakup_fx.data.corpus import load_noises, load_real_rirs, simulated_rooms_cached, train_rows
 from speakup_fx.data.dataset import VALIDATION_EPOCH, DegradedSpeech, EpochSampler, is_validation_file
-from speakup_fx.data.degrade import Degrader
+from speakup_fx.data.degrade import DegradeConfig, Degrader
 from speakup_fx.models.discriminators import Discriminators
 from speakup_fx.models.paper import PaperGenerator
 from speakup_fx.models.streaming import StreamingGenerator
@@ -175,17 +175,26 @@ def restore(state: State, payload: dict) -> None:
         state.best_validation = float("inf")
 
 
-def build_datasets(config: Config) -> tuple[DegradedSpeech, DegradedSpeech]:
-    """Training and validation sets (validation: held-out speech files, fixed draws)."""
+def build_degrader(config: Config, degrade: DegradeConfig | None = None) -> Degrader:
+    """The training noise and room banks with ``degrade`` (default: the config's) drawing from them."""
     c, rate = config.data, config.degrade.sample_rate
     real = load_real_rirs(c.data_dir, rate)
     rirs = real + simulated_rooms_cached(c.cache_dir, c.simulated_rooms, rate, config.seed)
-    degrader = Degrader(load_noises(c.data_dir, rate), rirs, len(real), config.degrade)
-    speech = [r for r in train_rows(c.data_dir, "speech") if r.sample_rate == rate]
-    held_out = [r for r in speech if is_validation_file(r.path)]
-    training = [r for r in speech if not is_validation_file(r.path)]
-    segment = int(c.segment_s * rate)
-    logger.info("%d training / %d validation speech files, %d noises, %d+%d rooms", len(training), len(held_out), len(degrader.noises), len(real), len(rirs) - len(real))
+    return Degrader(load_noises(c.data_dir, rate), rirs, len(real), degrade or config.degrade)
+
+
+def split_speech(config: Config) -> tuple[list, list]:
+    """Training and held-out (validation) speech files at the training rate."""
+    speech = [r for r in train_rows(config.data.data_dir, "speech") if r.sample_rate == config.degrade.sample_rate]
+    return [r for r in speech if not is_validation_file(r.path)], [r for r in speech if is_validation_file(r.path)]
+
+
+def build_datasets(config: Config) -> tuple[DegradedSpeech, DegradedSpeech]:
+    """Training and validation sets (validation: held-out speech files, fixed draws)."""
+    degrader = build_degrader(config)
+    training, held_out = split_speech(config)
+    segment = int(config.data.segment_s * config.degrade.sample_rate)
+    logger.info("%d training / %d validation speech files, %d noises, %d rooms", len(training), len(held_out), len(degrader.noises), len(degrader.rirs))
     return DegradedSpeech(training, degrader, segment, config.seed), DegradedSpeech(held_out or training, degrader, segment, config.seed)
 
 

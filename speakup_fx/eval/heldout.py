@@ -1,0 +1,80 @@
+"""Paired test sets from held-out speech: the validation files degraded with fixed draws.
+
+``python -m speakup_fx.eval.heldout --config configs/cpu_2h.toml --out DIR`` writes
+``DIR/eval/NAME/{noisy,clean}/*.flac`` for every condition of ``CONDITIONS``; score them with
+``speakup eval --data-dir DIR``. The speech was never trained on (``is_validation_file``);
+noises and rooms come from the training banks, so this measures matched conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from speakup_fx.data.corpus import load_mono
+from speakup_fx.train.config import Config, load_config
+from speakup_fx.train.loop import build_degrader, split_speech
+
+logger = logging.getLogger(__name__)
+
+CONDITIONS: dict[str, dict[str, object]] = {
+    # a room (measured or simulated, RT60/DRR reshaped as in training) and noise at 0-20 dB SNR, nothing else
+    "heldout_room": {
+        "clean_only_prob": 0.0, "noise_prob": 1.0, "snr_db_range": (0.0, 20.0), "reverb_prob": 1.0,
+        "eq_prob": 0.0, "bandlimit_prob": 0.0, "clip_prob": 0.0, "codec_prob": 0.0,
+    },
+    # the training mix of every degradation (noise, rooms, EQ, band limits, clipping, codecs)
+    "heldout_phone": {"clean_only_prob": 0.0},
+}
+
+PEAK_LIMIT = 0.99
+"""Pairs whose noisy or clean peak exceeds this are scaled down together (FLAC is fixed point)."""
+
+
+def write_heldout_sets(config: Config, out_dir: str | Path, seed: int = 1234) -> dict[str, int]:
+    """Write every condition's pairs under ``out_dir/eval``; returns pairs written per condition."""
+    _, held_out = split_speech(config)
+    if not held_out:
+        raise ValueError(f"data_dir {config.data.data_dir}: no held-out speech files")
+    rate = config.degrade.sample_rate
+    written = {}
+    for name, overrides in CONDITIONS.items():
+        degrader = build_degrader(config, replace(config.degrade, **overrides))
+        folder = Path(out_dir) / "eval" / name
+        for kind in ("noisy", "clean"):
+            (folder / kind).mkdir(parents=True, exist_ok=True)
+        for index, row in enumerate(held_out):
+            rng = np.random.default_rng([seed, index])
+            clean = load_mono(row.path, rate)
+            params = degrader.draw(rng)
+            noisy, target = degrader.apply(clean, params), degrader.target(clean, params)
+            scale = min(1.0, PEAK_LIMIT / max(float(np.abs(noisy).max()), float(np.abs(target).max()), 1e-9))
+            for kind, audio in (("noisy", noisy), ("clean", target)):
+                path = folder / kind / f"{row.path.stem}.flac"
+                tmp = path.with_name(path.stem + ".tmp.flac")
+                sf.write(tmp, audio * scale, rate, subtype="PCM_24")
+                os.replace(tmp, path)
+        written[name] = len(held_out)
+        logger.info("%s: %d pairs in %s", name, len(held_out), folder)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m speakup_fx.eval.heldout", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path, help="training config (data, banks, degradations)")
+    parser.add_argument("--out", required=True, type=Path, help="folder to write eval/NAME/{noisy,clean} into")
+    parser.add_argument("--seed", type=int, default=1234, help="seed of the fixed draws")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    write_heldout_sets(load_config(args.config), args.out, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
