@@ -29,8 +29,8 @@ CONDITIONS: dict[str, dict[str, object]] = {
         "clean_only_prob": 0.0, "noise_prob": 1.0, "snr_db_range": (0.0, 20.0), "reverb_prob": 1.0,
         "eq_prob": 0.0, "bandlimit_prob": 0.0, "clip_prob": 0.0, "codec_prob": 0.0,
     },
-    # the training mix of every degradation (noise, rooms, EQ, band limits, clipping, codecs)
-    "heldout_phone": {"clean_only_prob": 0.0},
+    # noise always (SI-SDR needs a degraded input), then the training mix of rooms, EQ, band limits, clipping, codecs
+    "heldout_phone": {"clean_only_prob": 0.0, "noise_prob": 1.0},
 }
 
 PEAK_LIMIT = 0.99
