@@ -1,0 +1,103 @@
+"""The one way SpeakUp FX writes a file: to a temporary file beside it, then renamed into place.
+
+The temporary name is short and fixed in length (``.speakup-<pid>-<hex>.tmp<suffix>``), so it fits
+whenever the destination's name fits, and it carries the writer's process id, so a later run can
+remove what a killed run left behind (``remove_stale_temporaries``) without touching anyone
+else's files. A file that is replaced keeps its permission bits; a new file gets the umask's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+TEMP_PREFIX = ".speakup-"
+_TEMP_NAME = re.compile(r"^\.speakup-(\d+)-[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]{1,8})?$")
+_MAX_SUFFIX_CHARS = 9
+
+
+class OutputExistsError(FileExistsError):
+    """The destination exists (or appeared while writing) and replacing it was not allowed."""
+
+
+def temporary_name(path: Path, suffix: str | None = None) -> Path:
+    """A fresh temporary path in ``path``'s folder, ending in ``suffix`` (default: ``path``'s, if short)."""
+    suffix = path.suffix if suffix is None else suffix
+    if len(suffix) > _MAX_SUFFIX_CHARS or not re.fullmatch(r"(\.[A-Za-z0-9]+)?", suffix):
+        suffix = ""
+    return path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], *, overwrite: bool = True, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it becomes ``path`` atomically, on any error it is removed.
+
+    With ``overwrite=False`` an existing ``path`` (also one that appears while writing) raises
+    ``OutputExistsError`` and is left alone. ``suffix`` is the temporary file's ending (the format
+    some writers infer from it; default: ``path``'s own).
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise OutputExistsError(f"{path} exists")
+    temporary = temporary_name(path, suffix)
+    temporary.open("xb").close()
+    try:
+        yield temporary
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.chmod(temporary, mode)
+        with open(temporary, "rb") as file:
+            os.fsync(file.fileno())
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            _link_new(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _link_new(temporary: Path, path: Path) -> None:
+    """Give ``temporary`` the name ``path`` only if no file has it (no race with another writer)."""
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise OutputExistsError(f"{path} appeared while writing") from None
+    except OSError:  # a filesystem without hard links
+        if path.exists():
+            raise OutputExistsError(f"{path} appeared while writing") from None
+        os.replace(temporary, path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporary files of ours in ``folder`` whose writing process is gone; return what was removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = _TEMP_NAME.match(entry.name)
+            if match and entry.is_file(follow_symlinks=False) and not _alive(int(match.group(1))):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
