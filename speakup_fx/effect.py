@@ -19,12 +19,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterable, Iterator, MutableSequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from speakup_fx.dsp.resample import check_sample_rate
-from speakup_fx.params import PARAM_SPECS, PARAMS, ChainOptions, default_params
+from speakup_fx.params import PARAM_SPECS, ChainOptions, default_params
+from speakup_fx.runtime.device import check_device
 from speakup_fx.stages.base import ENGINE_SAMPLE_RATE
 
 if TYPE_CHECKING:
@@ -90,21 +91,43 @@ def _float_audio(input_array: Any) -> np.ndarray:
     return array
 
 
-def _to_planar(input_array: Any, channels_hint: int | None, last_layout: str | None) -> tuple[np.ndarray, str]:
-    """A float32 ``(channels, frames)`` copy of ``input_array`` and its layout; checks dtype and shape."""
+def _planar_view(input_array: Any, channels_hint: int | None, last_layout: str | None) -> tuple[np.ndarray, str]:
+    """A ``(channels, frames)`` view of ``input_array`` (never copied, never written) and its layout."""
     array = _float_audio(input_array)
     layout = _detect_layout(array.shape, channels_hint, last_layout)
     planar = array[None, :] if layout == _Layout.MONO else array.T if layout == _Layout.INTERLEAVED else array
-    return np.array(planar, dtype=np.float32, order="C"), layout
+    return planar, layout
 
 
-def _from_planar(audio: np.ndarray, layout: str) -> np.ndarray:
-    """``audio`` (channels, frames) handed back, C-contiguous, in ``layout``."""
+def _allocate_output(channels: int, frames: int, layout: str) -> tuple[np.ndarray, np.ndarray]:
+    """A C-contiguous float32 array in ``layout`` and its ``(channels, frames)`` view to write into."""
     if layout == _Layout.MONO:
-        return np.ascontiguousarray(audio[0])
+        out = np.empty(frames, np.float32)
+        return out, out[None, :]
     if layout == _Layout.INTERLEAVED:
-        return np.ascontiguousarray(audio.T)
-    return np.ascontiguousarray(audio)
+        out = np.empty((frames, channels), np.float32)
+        return out, out.T
+    out = np.empty((channels, frames), np.float32)
+    return out, out
+
+
+class Param:
+    """A parameter attribute of ``SpeakUp``: reading gives its value, setting validates it and schedules the change."""
+
+    def __init__(self, name: str) -> None:
+        spec = PARAM_SPECS[name]
+        self.name = name
+        self.__doc__ = f"{spec.help} [{spec.minimum}, {spec.maximum}]"
+
+    @overload
+    def __get__(self, effect: None, owner: type) -> Param: ...
+    @overload
+    def __get__(self, effect: SpeakUp, owner: type) -> float: ...
+    def __get__(self, effect: SpeakUp | None, owner: type) -> float | Param:
+        return self if effect is None else effect._params[self.name]
+
+    def __set__(self, effect: SpeakUp, value: float) -> None:
+        effect._set_param(self.name, value)
 
 
 class SpeakUp:
@@ -113,19 +136,40 @@ class SpeakUp:
     ``SpeakUp(preset=None, **overrides)``: ``preset`` is a preset name, a path
     to a preset file or a ``Preset``; ``overrides`` are parameter names (see
     ``speakup_fx.params.PARAMS``) or ``ChainOptions`` fields; ``device``
-    (e.g. ``"cuda"``) is where the neural engine's model runs. Parameters are
-    attributes (validated; a change reaches the engine at the next block and is
-    smoothed there); ``options`` is fixed for the life of the effect.
+    (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``) is where the neural engine's model runs,
+    through the process's shared ``ModelHost`` for that device. Parameters are attributes
+    (validated; a change reaches the engine at the next block and is smoothed there); setting
+    one that this chain does not act on raises ``ValueError``. ``options`` is fixed for the life
+    of the effect.
     """
+
+    denoise_amount = Param("denoise_amount")
+    dereverb_amount = Param("dereverb_amount")
+    highpass_hz = Param("highpass_hz")
+    dehum_amount = Param("dehum_amount")
+    expander_threshold_db = Param("expander_threshold_db")
+    expander_ratio = Param("expander_ratio")
+    expander_range_db = Param("expander_range_db")
+    low_mid_cut_db = Param("low_mid_cut_db")
+    presence_db = Param("presence_db")
+    air_db = Param("air_db")
+    leveler_amount = Param("leveler_amount")
+    compressor_threshold_db = Param("compressor_threshold_db")
+    compressor_ratio = Param("compressor_ratio")
+    limiter_ceiling_dbtp = Param("limiter_ceiling_dbtp")
+    target_lufs = Param("target_lufs")
+    output_gain_db = Param("output_gain_db")
+    mix = Param("mix")
 
     __slots__ = (
         "_options", "_params", "_pending", "_midi_map", "_device", "_engine", "_streaming", "_channels_hint",
-        "_layout_hint", "_lock", "_pending_lock",
+        "_layout_hint", "_lock", "_pending_lock", "_offered",
     )
 
-    def __init__(self, preset: str | Preset | None = None, *, device: str | None = None, **overrides: Any) -> None:
+    def __init__(self, preset: str | Preset | None = None, *, device: str = "auto", **overrides: Any) -> None:
         from speakup_fx.presets import Preset, load_preset
 
+        device = check_device(device)
         if preset is None:
             preset = Preset(name="default")
         elif not isinstance(preset, Preset):
@@ -142,6 +186,22 @@ class SpeakUp:
         self._layout_hint: str | None = None
         self._lock = threading.Lock()  # one call at a time, as pedalboard locks a plugin
         self._pending_lock = threading.Lock()
+        self._offered = self._engine_for(1, ENGINE_SAMPLE_RATE).offered_params | (
+            {"target_lufs"} if self._options.loudness else frozenset()
+        )
+        unused = sorted(name for name in overrides if name in PARAM_SPECS and name not in self._offered)
+        if unused:
+            raise ValueError(f"{', '.join(unused)}: not used by this chain ({self._describe_chain()})")
+
+    @property
+    def device(self) -> str:
+        """Where the neural engine's model runs (as asked: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``)."""
+        return self._device
+
+    @property
+    def offered_params(self) -> frozenset[str]:
+        """The parameters this effect's chain acts on (``target_lufs`` also when bounce normalises loudness)."""
+        return self._offered
 
     @property
     def options(self) -> ChainOptions:
@@ -155,11 +215,25 @@ class SpeakUp:
 
     @property
     def latency_samples(self) -> int:
-        """Delay of the output in frames at the last sample rate processed (48 kHz before any call)."""
+        """Delay of the output in frames at the rate last processed or prepared (48 kHz before any); loads no model."""
         with self._lock:
             if self._engine is None:
                 self._engine_for(1, ENGINE_SAMPLE_RATE)
             return self._engine.latency_samples
+
+    def prepare(self, sample_rate: float, channels: int, output_sample_rate: float | None = None) -> int:
+        """Allocate everything for a stream of ``channels`` at ``sample_rate`` (loads the model, if any) before audio.
+
+        Returns ``latency_samples`` for that stream (what a plugin host asks at activation).
+        """
+        sample_rate = check_sample_rate(sample_rate)
+        output_rate = check_sample_rate(output_sample_rate) if output_sample_rate is not None else sample_rate
+        if channels not in (1, 2):
+            raise ValueError(f"channels must be 1 or 2, got {channels}")
+        with self._lock:
+            engine = self._engine_for(channels, sample_rate, output_rate)
+            engine.prepare()
+            return engine.latency_samples
 
     def process(
         self,
@@ -167,41 +241,68 @@ class SpeakUp:
         sample_rate: float,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         reset: bool = True,
+        *,
+        output_sample_rate: float | None = None,
     ) -> np.ndarray:
-        """Enhance ``input_array``; see the module docstring for shapes and ``reset``."""
+        """Enhance ``input_array``; see the module docstring for shapes and ``reset``.
+
+        ``output_sample_rate`` (a SpeakUp extension; default: ``sample_rate``) makes the engine
+        resample on its way out, once: the output then has ``frames * output_rate // sample_rate``
+        frames per stream. Working memory stays bounded whatever the length (blocks of
+        ``buffer_size`` are converted and processed one at a time, into the one output array).
+        """
         sample_rate = check_sample_rate(sample_rate)
+        output_rate = check_sample_rate(output_sample_rate) if output_sample_rate is not None else sample_rate
         buffer_size = check_buffer_size(buffer_size)
-        audio, layout = _to_planar(input_array, self._channels_hint, self._layout_hint)
+        audio, layout = _planar_view(input_array, self._channels_hint, self._layout_hint)
         channels, frames = audio.shape
         if channels not in (1, 2):
             raise ValueError(f"input_array has {channels} channels; SpeakUp takes mono or stereo")
         if frames == 0 and reset:
             raise ValueError("input_array is empty (no frames)")
-        if not np.isfinite(audio).all():
-            raise ValueError("input_array contains NaN or infinite samples")
+        for start in range(0, frames, buffer_size):
+            if not np.isfinite(audio[:, start : start + buffer_size]).all():
+                raise ValueError("input_array contains NaN or infinite samples")
         with self._lock:
             if reset:
                 self._reset()
             elif self._streaming and self._engine is not None and (
-                (channels, sample_rate) != (self._engine.channels, self._engine.sample_rate)
+                (channels, sample_rate, output_rate)
+                != (self._engine.channels, self._engine.sample_rate, self._engine.output_sample_rate)
             ):
                 raise ValueError(
                     f"reset=False continues a stream of {self._engine.channels} channel(s) at "
                     f"{self._engine.sample_rate} Hz, got {channels} channel(s) at {sample_rate} Hz; "
                     "call reset() or pass reset=True to start a new stream"
                 )
-            engine = self._engine_for(channels, sample_rate)
+            engine = self._engine_for(channels, sample_rate, output_rate)
             self._channels_hint, self._layout_hint = channels, layout
-            latency = engine.latency_samples if reset else 0
-            if latency:
-                audio = np.concatenate([audio, np.zeros((channels, latency), np.float32)], axis=1)
-            blocks = [audio[:, :0]]
-            for start in range(0, audio.shape[1], buffer_size):
+            skip = engine.latency_samples if reset else 0
+            wanted = engine.output_frames(engine.frames_in + frames) - engine.output_frames(engine.frames_in)
+            result, out = _allocate_output(channels, wanted, layout)
+            written = 0
+            # reset=True: flush the latency with the fewest input frames of silence that bring it out
+            flush = ((skip + wanted) * sample_rate + output_rate - 1) // output_rate - frames if reset else 0
+
+            def take(block: np.ndarray) -> None:
+                nonlocal skip, written
+                dropped = min(skip, block.shape[1])
+                skip -= dropped
+                kept = block[:, dropped : dropped + wanted - written]
+                out[:, written : written + kept.shape[1]] = kept
+                written += kept.shape[1]
+
+            for start in range(0, frames, buffer_size):
                 self._send_pending(engine)
-                blocks.append(engine.process(audio[:, start : start + buffer_size]))
-            out = np.concatenate(blocks, axis=1)[:, latency:]
+                take(engine.process(np.ascontiguousarray(audio[:, start : start + buffer_size], dtype=np.float32)))
+            silence = np.zeros((channels, min(buffer_size, flush)), np.float32)
+            for start in range(0, flush, buffer_size):
+                self._send_pending(engine)
+                take(engine.process(silence[:, : min(buffer_size, flush - start)]))
+            if written != wanted:
+                raise RuntimeError(f"engine returned {written} of {wanted} frames (internal error)")
             self._streaming = self._streaming or frames > 0
-        return _from_planar(out, layout)
+        return result
 
     __call__ = process
 
@@ -218,7 +319,7 @@ class SpeakUp:
         if getattr(message, "type", None) != "control_change" or message.control not in self._midi_map:
             return
         spec = PARAM_SPECS[self._midi_map[message.control]]
-        setattr(self, spec.name, spec.minimum + (spec.maximum - spec.minimum) * message.value / MIDI_CC_MAX)
+        setattr(self, spec.name, spec.from_normalised(message.value / MIDI_CC_MAX))
 
     def __repr__(self) -> str:
         defaults, default_options = default_params(), ChainOptions()
@@ -233,15 +334,29 @@ class SpeakUp:
             self._engine.reset()
         self._streaming = False
 
-    def _engine_for(self, channels: int, sample_rate: int) -> Engine:
-        """The engine for this channel count and rate, built anew when they change."""
-        if self._engine is None or (self._engine.channels, self._engine.sample_rate) != (channels, sample_rate):
+    def _engine_for(self, channels: int, sample_rate: int, output_sample_rate: int | None = None) -> Engine:
+        """The engine for this channel count and these rates, built anew when they change (loads no model)."""
+        output_sample_rate = output_sample_rate or sample_rate
+        wanted = (channels, sample_rate, output_sample_rate)
+        engine = self._engine
+        if engine is None or (engine.channels, engine.sample_rate, engine.output_sample_rate) != wanted:
             from speakup_fx.engine import Engine
+            from speakup_fx.stages.chain import build_chain
 
+            host = None
+            if self._options.engine == "neural":
+                from speakup_fx.runtime.host import shared_host
+
+                host = shared_host(self._device)
             with self._pending_lock:
                 self._pending.clear()
-                self._engine = Engine(channels, sample_rate, self._options, self._params, self._device)
+                stages = build_chain(channels, self._options, self._params, host)
+                self._engine = Engine(channels, sample_rate, stages, self._params, output_sample_rate)
         return self._engine
+
+    def _describe_chain(self) -> str:
+        off = [name for name in _OPTION_NAMES if name != "engine" and getattr(self._options, name) is False]
+        return f"engine {self._options.engine!r}" + (f", off: {', '.join(off)}" if off else "")
 
     def _send_pending(self, engine: Engine) -> None:
         with self._pending_lock:
@@ -249,26 +364,13 @@ class SpeakUp:
         if changes:
             engine.set_params(changes)
 
-    def _get_param(self, name: str) -> float:
-        return self._params[name]
-
     def _set_param(self, name: str, value: float) -> None:
         value = PARAM_SPECS[name].validate(value)
+        if name not in self._offered:
+            raise ValueError(f"{name}: not used by this chain ({self._describe_chain()})")
         with self._pending_lock:
             self._params[name] = value
             self._pending[name] = value
-
-
-def _param_property(name: str, help_text: str) -> property:
-    return property(
-        lambda self: self._get_param(name),
-        lambda self, value: self._set_param(name, value),
-        doc=help_text,
-    )
-
-
-for _spec in PARAMS:
-    setattr(SpeakUp, _spec.name, _param_property(_spec.name, f"{_spec.help} [{_spec.minimum}, {_spec.maximum}]"))
 
 
 def _pedalboard_plugin_type() -> type:

@@ -1,17 +1,18 @@
-"""The streaming engine: host-rate blocks of any size in, the same number of frames out.
+"""The streaming engine: runs the stages it is given on host blocks of any size, at any input and output rate.
 
-Audio travels host rate -> 48 kHz resampler -> input ring -> whole hops
-through the chain of stages -> 48 kHz -> host-rate resampler -> output ring.
-The output ring starts with just enough silence that every call can return as
-many frames as it was given, and the host-rate resampler adds the fraction of
-a frame that makes the whole delay a whole number of host frames, so
-``latency_samples`` is the exact delay of the wet path. The dry path is delayed
-by the same amount, so ``mix`` stays aligned.
+Audio travels input rate -> 48 kHz resampler -> input ring -> whole hops
+through the stages -> 48 kHz -> output-rate resampler -> output ring. A call
+that brings the stream to ``n`` input frames returns output up to frame
+``n * output_rate // input_rate`` (with equal rates: as many frames as given).
+The output ring starts with just enough silence that it never runs dry, and the
+output resampler adds the fraction of a frame that makes the whole delay a
+whole number of output frames, so ``latency_samples`` is the exact delay. The
+dry path (input resampled to the output rate, delayed by the same amount; exact
+when the rates are equal) meets the wet path in the one dry/wet mixer for ``mix``.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -20,8 +21,9 @@ from fractions import Fraction
 import numpy as np
 
 from speakup_fx._native import RingBuffer
+from speakup_fx.dsp.mix import DryWetMixer
 from speakup_fx.dsp.resample import StreamingResampler, check_sample_rate
-from speakup_fx.params import PARAM_SPECS, ChainOptions, default_params
+from speakup_fx.params import PARAM_SPECS, default_params
 from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HOP_MS, Stage, hop_frames
 
 logger = logging.getLogger(__name__)
@@ -33,39 +35,8 @@ MIX_RAMP_MS = 20
 """A change of ``mix`` glides linearly over this long."""
 
 
-def build_chain(
-    channels: int, options: ChainOptions, params: Mapping[str, float], device: str | None = None
-) -> list[Stage]:
-    """The stages that ``options`` asks for, in processing order; stage modules are imported only when used.
-
-    ``device`` (e.g. ``"cuda"``) is where the neural engine's model runs; ``None`` lets it choose.
-    """
-
-    def make(module: str, name: str, *args: object, **kwargs: object) -> Stage:
-        return getattr(importlib.import_module(f"speakup_fx.stages.{module}"), name)(channels, *args, **kwargs)
-
-    neural = options.engine == "neural"
-    stages: list[Stage] = []
-    if neural:
-        enhancer = make("neural", "NeuralEnhanceStage", params, **({"device": device} if device else {}))
-        stages += [
-            make("resample", "ResampleStage", ENGINE_SAMPLE_RATE, enhancer.input_sample_rate),
-            enhancer,
-            make("resample", "ResampleStage", enhancer.output_sample_rate, ENGINE_SAMPLE_RATE),
-        ]
-    plan = (
-        (options.highpass, "highpass", "HighpassStage"),
-        (options.dehum, "dehum", "DehumStage"),
-        (not neural, "denoise", "SpectralDenoiseStage"),
-        (options.expander, "expander", "ExpanderStage"),  # before the leveler, whose gate then holds through pauses
-        (options.eq, "eq", "EqStage"),
-        (options.leveler, "leveler", "LevelerStage"),
-        (options.compressor, "compressor", "CompressorStage"),
-        (True, "gain", "GainStage"),
-        (options.limiter, "limiter", "TruePeakLimiterStage"),
-    )
-    stages += [make(module, name, params) for enabled, module, name in plan if enabled]
-    return stages
+class NonFiniteAudioError(ValueError):
+    """A stage turned finite audio into NaN or infinity (the message names the stage)."""
 
 
 def chain_latency_frames(stages: Sequence[Stage]) -> int:
@@ -101,50 +72,60 @@ def validated_params(params: Mapping[str, float]) -> dict[str, float]:
 
 
 class Engine:
-    """Runs the chain for ``options`` on float32 ``(channels, frames)`` blocks at ``sample_rate``.
+    """Runs ``stages`` (see ``speakup_fx.stages.chain``) on float32 ``(channels, frames)`` blocks.
 
-    ``process`` returns exactly as many frames as it is given, delayed by
-    ``latency_samples`` (host frames); the output does not depend on how the
-    stream is split into calls. ``device`` is passed to the neural stage.
+    Input is at ``sample_rate``, output at ``output_sample_rate`` (default: the same), delayed by
+    ``latency_samples`` output frames; the output does not depend on how the stream is split into
+    calls. Building an engine processes no audio and loads no model; ``prepare()`` allocates what
+    the first block would.
     """
 
     def __init__(
         self,
         channels: int,
         sample_rate: int,
-        options: ChainOptions,
+        stages: Sequence[Stage],
         params: Mapping[str, float],
-        device: str | None = None,
+        output_sample_rate: int | None = None,
     ) -> None:
         if channels not in (1, 2):
             raise ValueError(f"channels must be 1 or 2, got {channels}")
         self.channels = channels
         self.sample_rate = check_sample_rate(sample_rate)
-        self.options = options
+        self.output_sample_rate = check_sample_rate(output_sample_rate if output_sample_rate is not None else sample_rate)
         self._params = {**default_params(), **validated_params(params)}
-        self._stages = tuple(build_chain(channels, options, self._params, device))
+        self._stages = tuple(stages)
+        for stage in self._stages:
+            if stage.channels != channels:
+                raise ValueError(f"{type(stage).__name__} is built for {stage.channels} channel(s), the engine for {channels}")
         self._chain_latency_frames = chain_latency_frames(self._stages)
         self._hop = hop_frames(ENGINE_SAMPLE_RATE)
         self._to_engine = StreamingResampler(channels, self.sample_rate, ENGINE_SAMPLE_RATE)
-        # Delay ticks of the way back that make (chain + resamplers) a whole number of host frames.
-        ticks_per_engine_frame = self.sample_rate // math.gcd(self.sample_rate, ENGINE_SAMPLE_RATE)
-        ticks_per_host_frame = ENGINE_SAMPLE_RATE // math.gcd(self.sample_rate, ENGINE_SAMPLE_RATE)
+        # Delay ticks of the way back that make (chain + resamplers) a whole number of output frames.
+        common = math.gcd(self.output_sample_rate, ENGINE_SAMPLE_RATE)
+        ticks_per_engine_frame, ticks_per_output_frame = self.output_sample_rate // common, ENGINE_SAMPLE_RATE // common
         chain_ticks = self._chain_latency_frames * ticks_per_engine_frame
-        fraction_ticks = -chain_ticks % ticks_per_host_frame
-        self._from_engine = StreamingResampler(channels, ENGINE_SAMPLE_RATE, self.sample_rate, fraction_ticks)
+        fraction_ticks = -chain_ticks % ticks_per_output_frame
+        self._from_engine = StreamingResampler(channels, ENGINE_SAMPLE_RATE, self.output_sample_rate, fraction_ticks)
+        self._dry_resampler = StreamingResampler(channels, self.sample_rate, self.output_sample_rate)
         self._max_block = max(1, self.sample_rate * MAX_BLOCK_MS // 1000)
-        self._padding_frames, max_surplus = self._plan_output_padding()
-        self.latency_samples = (chain_ticks + fraction_ticks) // ticks_per_host_frame + self._padding_frames
-        """Delay of the output behind the input, in host frames (the same for the wet and the dry path)."""
+        wet_padding, wet_surplus, dry_deficit, dry_surplus = self._plan_padding()
+        wet_delay = (chain_ticks + fraction_ticks) // ticks_per_output_frame + wet_padding
+        self.latency_samples = max(wet_delay, dry_deficit)
+        """Delay of the output behind the input, in output frames (the same for the wet and the dry path)."""
+        self._wet_padding = wet_padding + self.latency_samples - wet_delay
+        max_output_block = self._max_block * self.output_sample_rate // self.sample_rate + 2
         engine_block = math.ceil(self._max_block * ENGINE_SAMPLE_RATE / self.sample_rate) + 1
         self._input_ring = RingBuffer(channels, self._hop + engine_block)
-        self._output_ring = RingBuffer(channels, self._padding_frames + max(0, max_surplus) + self._max_block + 1)
-        self._dry_ring = RingBuffer(channels, self.latency_samples + self._max_block)
-        self._mix_ramp_frames = max(1, self.sample_rate * MIX_RAMP_MS // 1000)
+        self._output_ring = RingBuffer(channels, self._wet_padding + max(0, wet_surplus) + max_output_block)
+        self._dry_ring = RingBuffer(channels, self.latency_samples + max(0, dry_surplus) + max_output_block)
+        self._mixer = DryWetMixer(
+            channels, 0, max(1, self.output_sample_rate * MIX_RAMP_MS // 1000), self._params["mix"]
+        )
         self.reset()
         logger.debug(
-            "engine %s at %d Hz, %d ch: %s; latency %d frames",
-            options.engine, self.sample_rate, channels, [type(s).__name__ for s in self._stages], self.latency_samples,
+            "engine %d -> %d Hz, %d ch: %s; latency %d frames", self.sample_rate, self.output_sample_rate, channels,
+            [type(s).__name__ for s in self._stages], self.latency_samples,
         )
 
     @property
@@ -157,85 +138,96 @@ class Engine:
         """Current parameter values (a copy)."""
         return dict(self._params)
 
+    @property
+    def offered_params(self) -> frozenset[str]:
+        """The parameters this chain acts on: its stages' and the engine's own ``mix``."""
+        return frozenset({"mix", *(name for stage in self._stages for name in stage.uses)})
+
     def set_params(self, params: Mapping[str, float]) -> None:
         """Take new values for some parameters; they apply smoothly from the next block."""
         changed = validated_params(params)
         self._params.update(changed)
         if "mix" in changed:
-            self._mix_target = changed["mix"]
-            self._mix_step = (self._mix_target - self._mix) / self._mix_ramp_frames
-            self._mix_frames_left = self._mix_ramp_frames
+            self._mixer.set_wet_gain(changed["mix"])
         for stage in self._stages:
             stage.set_params(changed)
+
+    def prepare(self) -> None:
+        """Allocate everything the first block would (e.g. load the neural engine's model)."""
+        for stage in self._stages:
+            stage.prepare()
 
     def reset(self) -> None:
         """Forget all streaming state: the next block is the start of a new stream."""
         for stage in self._stages:
             stage.reset()
-        self._to_engine.reset()
-        self._from_engine.reset()
+        for resampler in (self._to_engine, self._from_engine, self._dry_resampler):
+            resampler.reset()
         for ring, silence in (
             (self._input_ring, 0),
-            (self._output_ring, self._padding_frames),
+            (self._output_ring, self._wet_padding),
             (self._dry_ring, self.latency_samples),
         ):
             ring.clear()
             self._write(ring, np.zeros((self.channels, silence), np.float32))
-        self._mix = self._mix_target = self._params["mix"]
-        self._mix_step = 0.0
-        self._mix_frames_left = 0
+        self._mixer.reset()
+        self._frames_in = self._frames_out = 0
+
+    @property
+    def frames_in(self) -> int:
+        """Input frames this stream has taken since the last reset."""
+        return self._frames_in
+
+    def output_frames(self, input_frames: int) -> int:
+        """Output frames for a stream of ``input_frames`` input frames (equal when the rates are)."""
+        return input_frames * self.output_sample_rate // self.sample_rate
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        """Take float32 ``(channels, frames)``; return the same number of frames, ``latency_samples`` late."""
+        """Take float32 ``(channels, frames)``; return the output that the stream so far has made due."""
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise ValueError(f"block must be shaped ({self.channels}, frames), got {block.shape}")
         block = np.ascontiguousarray(block, dtype=np.float32)
-        out = np.empty_like(block)
-        for start in range(0, block.shape[1], self._max_block):
-            self._process_piece(block[:, start : start + self._max_block], out[:, start : start + self._max_block])
-        return out
+        pieces = [self._process_piece(block[:, start : start + self._max_block])
+                  for start in range(0, block.shape[1], self._max_block)]
+        if len(pieces) == 1:
+            return pieces[0]
+        return np.concatenate(pieces, axis=1) if pieces else np.zeros((self.channels, 0), np.float32)
 
-    def _process_piece(self, piece: np.ndarray, out: np.ndarray) -> None:
+    def _process_piece(self, piece: np.ndarray) -> np.ndarray:
         self._write(self._input_ring, self._to_engine.process(piece))
         hops = self._input_ring.available() // self._hop
         if hops:
             audio = self._input_ring.read(hops * self._hop)
             for stage in self._stages:
                 audio = stage.process(audio)
+                if not np.isfinite(audio).all():
+                    raise NonFiniteAudioError(f"{type(stage).__name__} produced NaN or infinite samples")
             self._write(self._output_ring, self._from_engine.process(audio))
-        frames = piece.shape[1]
-        if self._output_ring.read_into(out) != frames:
+        self._frames_in += piece.shape[1]
+        frames = self.output_frames(self._frames_in) - self._frames_out
+        self._frames_out += frames
+        wet = np.empty((self.channels, frames), np.float32)
+        if self._output_ring.read_into(wet) != frames:
             raise RuntimeError("output ring ran dry (internal error: latency planned too small)")
-        self._write(self._dry_ring, piece)
-        dry = self._dry_ring.read(frames)
-        wet_gain = self._mix_gains(frames)
-        if not (np.isscalar(wet_gain) and wet_gain == 1.0):
-            out[:] = dry + wet_gain * (out - dry)
+        self._write(self._dry_ring, self._dry_resampler.process(piece))
+        return self._mixer.mix(self._dry_ring.read(frames), wet)
 
-    def _mix_gains(self, frames: int) -> float | np.ndarray:
-        """The wet gain for each of the next ``frames`` frames (a scalar while not gliding)."""
-        if self._mix_frames_left == 0:
-            return self._mix
-        steps = np.arange(1, frames + 1)
-        gains = np.where(steps < self._mix_frames_left, self._mix + self._mix_step * steps, self._mix_target)
-        used = min(frames, self._mix_frames_left)
-        self._mix_frames_left -= used
-        self._mix = self._mix_target if self._mix_frames_left == 0 else self._mix + self._mix_step * used
-        return gains.astype(np.float32)
-
-    def _plan_output_padding(self) -> tuple[int, int]:
-        """Silence the output ring must start with so it never runs dry, and the most it can hold beyond that.
+    def _plan_padding(self) -> tuple[int, int, int, int]:
+        """Silence the wet and the dry ring must start with so they never run dry, and the most each holds beyond.
 
         Frame counts through the resamplers and the hop re-blocking are pure
-        functions of the host frames given so far, and periodic once started,
+        functions of the input frames given so far, and periodic once started,
         so two periods plus the start-up show the worst case for any call split.
         """
-        period = self.sample_rate // math.gcd(self.sample_rate, 1000 // HOP_MS)  # host frames per whole hops
+        hop_period = self.sample_rate // math.gcd(self.sample_rate, 1000 // HOP_MS)  # input frames per whole hops
+        rate_period = self.sample_rate // math.gcd(self.sample_rate, self.output_sample_rate)
+        period = hop_period * rate_period // math.gcd(hop_period, rate_period)
         given = np.arange(2 * period + self.sample_rate // 10 + 1, dtype=np.int64)
+        wanted = given * self.output_sample_rate // self.sample_rate
         hops = self._to_engine.outputs_after(given) // self._hop
-        returned = self._from_engine.outputs_after(hops * self._hop)
-        deficit = given - returned
-        return int(deficit.max()), int(-deficit.min())
+        wet_deficit = wanted - self._from_engine.outputs_after(hops * self._hop)
+        dry_deficit = wanted - self._dry_resampler.outputs_after(given)
+        return int(wet_deficit.max()), int(-wet_deficit.min()), int(dry_deficit.max()), int(-dry_deficit.min())
 
     @staticmethod
     def _write(ring: RingBuffer, block: np.ndarray) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -21,14 +23,29 @@ class ParamSpec:
     help: str
 
     def validate(self, value: float) -> float:
-        """Return ``value`` as float, or raise ``ValueError`` naming the parameter."""
+        """Return ``value`` (a number, or a number's text) as float, or raise ``ValueError`` naming the parameter.
+
+        Booleans are refused, as presets refuse them: one rule for every entry point.
+        """
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, str, np.integer, np.floating)):
+            raise ValueError(f"{self.name}: expected a number, got {value!r}")
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except ValueError:
             raise ValueError(f"{self.name}: expected a number, got {value!r}") from None
         if not self.minimum <= number <= self.maximum:  # also rejects NaN
             raise ValueError(f"{self.name}: {number} is outside [{self.minimum}, {self.maximum}]")
         return number
+
+    def to_normalised(self, value: float) -> float:
+        """The plain ``value`` as 0..1 over the range (the one mapping MIDI, presets and the VST3 use)."""
+        return (self.validate(value) - self.minimum) / (self.maximum - self.minimum)
+
+    def from_normalised(self, normalised: float) -> float:
+        """The plain value at ``normalised`` (0..1) over the range; ``ValueError`` outside 0..1."""
+        if isinstance(normalised, bool) or not 0.0 <= float(normalised) <= 1.0:
+            raise ValueError(f"{self.name}: normalised value {normalised!r} is outside [0, 1]")
+        return self.minimum + (self.maximum - self.minimum) * float(normalised)
 
 
 PARAMS: tuple[ParamSpec, ...] = (

@@ -27,3 +27,17 @@ class DelayStage(Stage):
 
     def reset(self) -> None:
         self._tail = np.zeros((self.channels, self.frames), np.float32)
+
+
+def save_tiny_enhancer(path, seed: int = 0):
+    """Write a tiny random streaming enhancer to ``path`` (tests the plumbing around a model, not a model)."""
+    import torch
+
+    from speakup_fx.models.streaming import StreamingGenerator, StreamingGeneratorConfig
+    from speakup_fx.runtime.weights import save_weights
+
+    torch.manual_seed(seed)
+    generator = StreamingGenerator(StreamingGeneratorConfig(channels=16, dilations=(1, 2), postnet_channels=4))
+    torch.nn.init.normal_(generator.postnet[-1].weight, std=0.1)
+    save_weights(generator, path)
+    return path

@@ -91,6 +91,10 @@ class GatedBlock(nn.Module):
 class StreamingGenerator(nn.Module):
     """Denoise and dereverberate 16 kHz speech; ``forward`` is offline and aligned, ``forward_stream`` is blockwise."""
 
+    input_sample_rate = 16_000
+    output_sample_rate = 16_000
+    output_names = ("enhanced",)
+
     def __init__(self, config: StreamingGeneratorConfig = StreamingGeneratorConfig()):
         super().__init__()
         self.config = config

@@ -36,6 +36,8 @@ class Stage(ABC):
 
     input_sample_rate: int = ENGINE_SAMPLE_RATE
     output_sample_rate: int = ENGINE_SAMPLE_RATE
+    uses: tuple[str, ...] = ()
+    """The parameters (``speakup_fx.params``) this stage acts on."""
 
     def __init__(self, channels: int) -> None:
         if channels not in (1, 2):
@@ -50,6 +52,9 @@ class Stage(ABC):
     @abstractmethod
     def process(self, block: np.ndarray) -> np.ndarray:
         """Process ``k`` whole hops ``(channels, k * hop_frames(input_sample_rate))``; never mutates ``block``."""
+
+    def prepare(self) -> None:
+        """Allocate whatever the first block would (load a model, open a stream); stages with nothing to do ignore this."""
 
     @abstractmethod
     def reset(self) -> None:

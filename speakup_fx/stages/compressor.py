@@ -50,6 +50,8 @@ class CompressorStage(Stage):
     Make-up gain follows ``target_lufs`` (see the module docstring).
     """
 
+    uses = ("compressor_threshold_db", "compressor_ratio", "target_lufs")
+
     def __init__(self, channels: int, params: Mapping[str, float]) -> None:
         super().__init__(channels)
         hop_s = HOP_MS / 1000

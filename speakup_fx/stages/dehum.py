@@ -81,6 +81,8 @@ class _HumDetector:
 class DehumStage(Stage):
     """Mains-hum removal, depth ``dehum_amount``; zero latency."""
 
+    uses = ("dehum_amount",)
+
     def __init__(self, channels: int, params: Mapping[str, float]) -> None:
         super().__init__(channels)
         self._amount = SmoothedParam("dehum_amount", params, 0.05, HOP_MS / 1000)

@@ -93,18 +93,27 @@ class _MinimumTracker:
 
 
 class SpectralDenoiseStage(Stage):
-    """Noise and late-reverb suppression (``denoise_amount``, ``dereverb_amount``); latency 1440 frames."""
+    """Noise and late-reverb suppression (``denoise_amount``, ``dereverb_amount``); latency 1440 frames.
 
-    def __init__(self, channels: int, params: Mapping[str, float]) -> None:
+    With ``suppress_noise=False`` it removes late reverberation only (``dereverb_amount``), for a
+    chain where another stage has removed the noise.
+    """
+
+    def __init__(self, channels: int, params: Mapping[str, float], suppress_noise: bool = True) -> None:
         super().__init__(channels)
         hop_s = HOP_MS / 1000
-        self._denoise = SmoothedParam("denoise_amount", params, 0.05, hop_s)
+        self._suppress_noise = suppress_noise
+        self._denoise = SmoothedParam("denoise_amount", params if suppress_noise else {"denoise_amount": 0.0}, 0.05, hop_s)
         self._dereverb = SmoothedParam("dereverb_amount", params, 0.05, hop_s)
         self._stft = StreamingStft(channels, N_FFT, hop_frames(ENGINE_SAMPLE_RATE))
         self._first_full_frame = N_FFT // self._stft.hop - 1
         self._late_frames = round(LATE_REVERB_S / hop_s)
         self._late_decay = math.exp(-2 * (3 * math.log(10) / RT60_S) * LATE_REVERB_S)
         self.reset()
+
+    @property
+    def uses(self) -> tuple[str, ...]:
+        return ("denoise_amount", "dereverb_amount") if self._suppress_noise else ("dereverb_amount",)
 
     @property
     def latency_samples(self) -> int:
@@ -117,7 +126,8 @@ class SpectralDenoiseStage(Stage):
         self._frame = 0
 
     def set_params(self, params: Mapping[str, float]) -> None:
-        self._denoise.update(params)
+        if self._suppress_noise:
+            self._denoise.update(params)
         self._dereverb.update(params)
 
     def process(self, block: np.ndarray) -> np.ndarray:

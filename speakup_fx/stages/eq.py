@@ -29,6 +29,8 @@ def eq_sos(low_mid_cut_db: float, presence_db: float, air_db: float, sample_rate
 class EqStage(Stage):
     """``low_mid_cut_db`` at 300 Hz, ``presence_db`` at 4 kHz, ``air_db`` shelf at 10 kHz; zero latency."""
 
+    uses = ("low_mid_cut_db", "presence_db", "air_db")
+
     def __init__(self, channels: int, params: Mapping[str, float]) -> None:
         super().__init__(channels)
         hop_s = HOP_MS / 1000

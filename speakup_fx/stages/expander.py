@@ -41,6 +41,8 @@ def attenuation_db(
 class ExpanderStage(Stage):
     """Downward expander (``expander_threshold_db``, ``expander_ratio``, ``expander_range_db``); zero latency."""
 
+    uses = ("expander_threshold_db", "expander_ratio", "expander_range_db")
+
     def __init__(self, channels: int, params: Mapping[str, float]) -> None:
         super().__init__(channels)
         hop_s = HOP_MS / 1000

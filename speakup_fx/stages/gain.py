@@ -13,6 +13,8 @@ from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HOP_MS, Stage, hop_frames
 class GainStage(Stage):
     """Multiplies by ``output_gain_db``; zero latency."""
 
+    uses = ("output_gain_db",)
+
     def __init__(self, channels: int, params: Mapping[str, float]) -> None:
         super().__init__(channels)
         self._gain_db = SmoothedParam("output_gain_db", params, 0.02, HOP_MS / 1000)

@@ -22,6 +22,8 @@ def highpass_sos(cutoff_hz: float, sample_rate: int = ENGINE_SAMPLE_RATE) -> np.
 class HighpassStage(Stage):
     """Butterworth high-pass at ``highpass_hz``; zero latency."""
 
+    uses = ("highpass_hz",)
+
     def __init__(self, channels: int, params: Mapping[str, float]) -> None:
         super().__init__(channels)
         self._cutoff = SmoothedParam("highpass_hz", params, 0.03, HOP_MS / 1000)

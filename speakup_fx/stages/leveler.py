@@ -34,6 +34,8 @@ def _lufs(mean_square: float) -> float:
 class LevelerStage(Stage):
     """Rides the gain toward ``target_lufs`` by ``leveler_amount`` (0 = off); zero latency, linked stereo."""
 
+    uses = ("leveler_amount", "target_lufs")
+
     def __init__(self, channels: int, params: Mapping[str, float]) -> None:
         super().__init__(channels)
         hop_s = HOP_MS / 1000

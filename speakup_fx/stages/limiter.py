@@ -27,6 +27,8 @@ RELEASE_S = 0.08
 class TruePeakLimiterStage(Stage):
     """Limits the true peak to ``limiter_ceiling_dbtp``; latency 96 frames (2 ms)."""
 
+    uses = ("limiter_ceiling_dbtp",)
+
     def __init__(self, channels: int, params: Mapping[str, float]) -> None:
         super().__init__(channels)
         self._ceiling_db = SmoothedParam("limiter_ceiling_dbtp", params, 0.02, HOP_MS / 1000)

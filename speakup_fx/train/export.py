@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from speakup_fx.models.streaming import StreamingGenerator
-from speakup_fx.runtime.enhancer import save_weights
+from speakup_fx.runtime.weights import save_weights
 from speakup_fx.train.checkpoint import load_checkpoint
 from speakup_fx.train.config import Config, from_dict
 

@@ -71,58 +71,53 @@ def test_reset_false_output_is_the_reset_true_output_delayed_by_latency_samples(
     np.testing.assert_allclose(streamed[:, latency : latency + audio.shape[1]], aligned, rtol=0, atol=TOLERANCE)
 
 
-# --- the neural engine (a tiny random model: this checks the plumbing around it, not the model) ------------
+# --- the neural engine, with the shipped model ------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def tiny_default_weights(tmp_path_factory: pytest.TempPathFactory):
-    """Make a tiny random model the default weights for this module's tests."""
-    torch = pytest.importorskip("torch")
-    from speakup_fx.models.streaming import StreamingGenerator, StreamingGeneratorConfig
-    from speakup_fx.runtime import enhancer as enhancer_module
-    from speakup_fx.runtime.enhancer import save_weights
-    from speakup_fx.stages import neural as neural_module
-
-    torch.manual_seed(0)
-    generator = StreamingGenerator(StreamingGeneratorConfig(channels=16, dilations=(1, 2), postnet_channels=4))
-    torch.nn.init.normal_(generator.postnet[-1].weight, std=0.1)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(generator, path)
-    patch = pytest.MonkeyPatch()
-    patch.setattr(enhancer_module, "DEFAULT_WEIGHTS", path)
-    neural_module._shared_enhancer.cache_clear()
-    yield
-    patch.undo()
-    neural_module._shared_enhancer.cache_clear()
+def restore_case() -> tuple[int, np.ndarray, np.ndarray]:
+    """Stereo 44.1 kHz speech in noise and its output from one whole-file call of the restore preset."""
+    sample_rate = 44100
+    audio = noisy_speech(0.5, sample_rate, channels=2, snr_db=5.0, seed=7)
+    reference = SpeakUp(preset="restore", device="cpu")(audio, sample_rate, buffer_size=65536)
+    return sample_rate, audio, reference
 
 
-@pytest.mark.parametrize(("sample_rate", "channels"), [(44100, 2), (16000, 1)])
-def test_neural_chain_output_does_not_depend_on_buffer_size_or_call_split(
-    tiny_default_weights: None, sample_rate: int, channels: int
+@pytest.mark.parametrize("buffer_size", [1, 37, 512, 4096])
+def test_the_restore_preset_does_not_depend_on_buffer_size(
+    restore_case: tuple[int, np.ndarray, np.ndarray], buffer_size: int
 ) -> None:
-    audio = noisy_speech(0.4, sample_rate, channels=channels)
-    effect = SpeakUp(engine="neural")
-    reference = effect(audio, sample_rate, buffer_size=65536)
+    sample_rate, audio, reference = restore_case
+    frames = int(BUFFER_SIZE_ONE_S * sample_rate) if buffer_size == 1 else audio.shape[1]
+    effect = SpeakUp(preset="restore", device="cpu")
+    if buffer_size == 1:  # streaming one frame per call; compare the stream's first frames with the reference's
+        out = effect(audio[:, :frames], sample_rate, buffer_size=1, reset=False)
+        latency = effect.latency_samples
+        np.testing.assert_allclose(out[:, latency:], reference[:, : frames - latency], rtol=0, atol=TOLERANCE)
+        return
     assert np.abs(reference).max() > 0.01
-    for buffer_size in (37, 4096):
-        out = effect(audio, sample_rate, buffer_size=buffer_size)
-        np.testing.assert_allclose(out, reference, rtol=0, atol=TOLERANCE)
-    effect.reset()
-    whole = effect(audio, sample_rate, reset=False)
-    effect.reset()
-    bounds = [0, 1, 700, 701, 5000, audio.shape[1]]
+    np.testing.assert_allclose(effect(audio, sample_rate, buffer_size=buffer_size), reference, rtol=0, atol=TOLERANCE)
+
+
+def test_the_restore_preset_does_not_depend_on_how_a_stream_is_split(
+    restore_case: tuple[int, np.ndarray, np.ndarray],
+) -> None:
+    sample_rate, audio, reference = restore_case
+    effect = SpeakUp(preset="restore", device="auto")
+    bounds = np.sort(np.random.default_rng(3).choice(np.arange(1, audio.shape[1]), 30, replace=False))
+    bounds = [0, *bounds.tolist(), audio.shape[1]]
     pieces = [effect(audio[:, a:b], sample_rate, reset=False) for a, b in zip(bounds, bounds[1:])]
-    np.testing.assert_allclose(np.concatenate(pieces, axis=1), whole, rtol=0, atol=TOLERANCE)
+    latency = effect.latency_samples
+    streamed = np.concatenate(pieces, axis=1)
+    np.testing.assert_allclose(streamed[:, latency:], reference[:, :-latency], rtol=0, atol=TOLERANCE)
 
 
 @pytest.mark.parametrize("sample_rate", [48000, 44100])
-def test_neural_chain_latency_is_compensated_through_the_16_khz_section(
-    tiny_default_weights: None, sample_rate: int
-) -> None:
+def test_neural_chain_latency_is_compensated_through_the_16_khz_section(sample_rate: int) -> None:
     from synthetic import chirp
 
     sweep = chirp(100.0, 6000.0, 0.5, sample_rate)  # inside the 16 kHz section's pass band
-    effect = SpeakUp(preset="restore", denoise_amount=0.0)  # the enhancer's dry path: the chain only delays
+    effect = SpeakUp(preset="restore", denoise_amount=0.0, dereverb_amount=0.0)  # the chain only delays
     out = effect(sweep, sample_rate)
     assert effect.latency_samples > 0
     correlation = np.correlate(out[0], sweep[0], mode="full")

@@ -8,7 +8,7 @@ import synthetic
 import torch
 
 from speakup_fx.cli import main
-from speakup_fx.runtime.enhancer import load_enhancer
+from speakup_fx.runtime.host import ModelHost
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
 from speakup_fx.train.config import Config, from_dict, load_config
 from speakup_fx.train.distributed import World
@@ -122,8 +122,8 @@ def test_cli_trains_then_exports_loadable_weights(config, corpus, tmp_path):
     assert main(["train", "--config", str(toml), "--run-dir", str(run_dir), "--max-steps", "1", "--device", "cpu"]) == 0
     weights = tmp_path / "w.safetensors"
     assert main(["train", "--config", str(toml), "--run-dir", str(run_dir), "--export", str(weights)]) == 0
-    enhancer = load_enhancer(weights, device="cpu")
-    assert enhancer.enhance(synthetic.speech_like(0.3, 16_000)).shape == (1, 4800)
+    stream = ModelHost("cpu").stream("enhancer", 1, weights)
+    assert stream.process(synthetic.speech_like(0.3, 16_000)).shape == (1, 1, 4800)
     assert main(["train", "--config", str(tmp_path / "missing.toml")]) == 2
 
 

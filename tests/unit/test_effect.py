@@ -8,15 +8,21 @@ import pytest
 
 import speakup_fx
 import speakup_fx.engine as engine_module
+import speakup_fx.stages.chain as chain_module
 from speakup_fx import SpeakUp
-from speakup_fx.params import PARAMS, ChainOptions
+from speakup_fx.params import PARAM_SPECS, PARAMS, ChainOptions, default_params
 from speakup_fx.stages.base import Stage
 from stage_doubles import DelayStage
 from synthetic import chirp, impulse, noise, sine
 
 
 class OutputGainStage(Stage):
-    """Test stage: applies ``output_gain_db`` (jumping to new values, so the test sees when they arrive)."""
+    """Test stage: applies ``output_gain_db`` (jumping to new values, so the test sees when they arrive).
+
+    It claims every parameter, so the effect lets any be set on this test chain.
+    """
+
+    uses = tuple(PARAM_SPECS)
 
     def __init__(self, channels: int, params: dict) -> None:
         super().__init__(channels)
@@ -36,9 +42,9 @@ class OutputGainStage(Stage):
 def test_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every SpeakUp here runs a transparent chain: a 37-frame delay and the output gain."""
     monkeypatch.setattr(
-        engine_module,
+        chain_module,
         "build_chain",
-        lambda channels, options, params, device=None: [DelayStage(channels, 37), OutputGainStage(channels, params)],
+        lambda channels, options, params, host=None: [DelayStage(channels, 37), OutputGainStage(channels, params)],
     )
 
 
@@ -81,7 +87,8 @@ def test_latency_samples_is_at_48_khz_before_any_call_then_at_the_last_rate() ->
     effect(noise(0.05, 44100), 44100)
     latency_44k = effect.latency_samples
     assert latency_44k != 37 + 479
-    assert latency_44k == engine_module.Engine(1, 44100, ChainOptions(), {}).latency_samples
+    chain = [DelayStage(1, 37), OutputGainStage(1, default_params())]
+    assert latency_44k == engine_module.Engine(1, 44100, chain, {}).latency_samples
 
 
 @pytest.mark.parametrize(
