@@ -1,6 +1,6 @@
 """Real-time factor of the classic DSP chain and of the whole podcast effect, each also as a ratio to DFN3.
 
-Chain: ``speakup_fx.engine.build_chain`` with the default ``ChainOptions`` (classic engine)
+Chain: ``speakup_fx.stages.chain.build_chain`` with the default ``ChainOptions`` (classic engine)
 and default parameters, stereo, fed 10 s of 48 kHz noisy speech with 50 Hz hum (so de-hum
 works) in blocks of 10 hops (100 ms). numpy's BLAS/OpenMP thread counts can only be set
 before numpy loads, so each thread count is measured in a fresh interpreter (this file run
@@ -36,7 +36,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 def classic_chain():
     """The default classic chain's stages, stereo, default parameters."""
-    from speakup_fx.engine import build_chain
+    from speakup_fx.stages.chain import build_chain
     from speakup_fx.params import ChainOptions, default_params
 
     return build_chain(CHANNELS, ChainOptions(engine="classic"), default_params())

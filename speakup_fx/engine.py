@@ -1,7 +1,9 @@
 """The streaming engine: runs the stages it is given on host blocks of any size, at any input and output rate.
 
-Audio travels input rate -> 48 kHz resampler -> input ring -> whole hops
-through the stages -> 48 kHz -> output-rate resampler -> output ring. A call
+Audio travels input rate -> resampler to the chain's entry rate (48 kHz, or
+16 kHz for a chain that starts with the model) -> input ring -> whole 10 ms
+hops through the stages -> resampler from the chain's exit rate to the output
+rate -> output ring. A call
 that brings the stream to ``n`` input frames returns output up to frame
 ``n * output_rate // input_rate`` (with equal rates: as many frames as given).
 The output ring starts with just enough silence that it never runs dry, and the
@@ -39,9 +41,14 @@ class NonFiniteAudioError(ValueError):
     """A stage turned finite audio into NaN or infinity (the message names the stage)."""
 
 
-def chain_latency_frames(stages: Sequence[Stage]) -> int:
-    """Summed latency of ``stages`` in 48 kHz frames; raises ``ValueError`` if their rates do not connect."""
-    sample_rate = ENGINE_SAMPLE_RATE
+def chain_rates(stages: Sequence[Stage]) -> tuple[int, int, int]:
+    """``(entry rate, exit rate, summed latency in exit-rate frames)`` of ``stages``.
+
+    An empty chain runs at 48 kHz. ``ValueError`` if their rates do not connect, or the latency
+    is not a whole number of frames at the exit rate.
+    """
+    entry = stages[0].input_sample_rate if stages else ENGINE_SAMPLE_RATE
+    sample_rate = entry
     latency_s = Fraction(0)
     for stage in stages:
         if stage.input_sample_rate != sample_rate:
@@ -51,14 +58,14 @@ def chain_latency_frames(stages: Sequence[Stage]) -> int:
             )
         sample_rate = stage.output_sample_rate
         latency_s += Fraction(stage.latency_samples, sample_rate)
-    if sample_rate != ENGINE_SAMPLE_RATE:
-        raise ValueError(f"the chain ends at {sample_rate} Hz, not the engine's {ENGINE_SAMPLE_RATE} Hz")
-    frames = latency_s * ENGINE_SAMPLE_RATE
+    for rate in (entry, sample_rate):
+        hop_frames(rate)  # both ends need whole-frame hops
+    frames = latency_s * sample_rate
     if frames.denominator != 1:
         raise ValueError(
-            f"the chain's latency ({float(latency_s) * 1000:.4f} ms) is not a whole number of 48 kHz frames"
+            f"the chain's latency ({float(latency_s) * 1000:.4f} ms) is not a whole number of {sample_rate} Hz frames"
         )
-    return int(frames)
+    return entry, sample_rate, int(frames)
 
 
 def validated_params(params: Mapping[str, float]) -> dict[str, float]:
@@ -98,15 +105,15 @@ class Engine:
         for stage in self._stages:
             if stage.channels != channels:
                 raise ValueError(f"{type(stage).__name__} is built for {stage.channels} channel(s), the engine for {channels}")
-        self._chain_latency_frames = chain_latency_frames(self._stages)
-        self._hop = hop_frames(ENGINE_SAMPLE_RATE)
-        self._to_engine = StreamingResampler(channels, self.sample_rate, ENGINE_SAMPLE_RATE)
+        entry_rate, exit_rate, chain_latency = chain_rates(self._stages)
+        self._hop, self._exit_hop = hop_frames(entry_rate), hop_frames(exit_rate)
+        self._to_engine = StreamingResampler(channels, self.sample_rate, entry_rate)
         # Delay ticks of the way back that make (chain + resamplers) a whole number of output frames.
-        common = math.gcd(self.output_sample_rate, ENGINE_SAMPLE_RATE)
-        ticks_per_engine_frame, ticks_per_output_frame = self.output_sample_rate // common, ENGINE_SAMPLE_RATE // common
-        chain_ticks = self._chain_latency_frames * ticks_per_engine_frame
+        common = math.gcd(self.output_sample_rate, exit_rate)
+        ticks_per_exit_frame, ticks_per_output_frame = self.output_sample_rate // common, exit_rate // common
+        chain_ticks = chain_latency * ticks_per_exit_frame
         fraction_ticks = -chain_ticks % ticks_per_output_frame
-        self._from_engine = StreamingResampler(channels, ENGINE_SAMPLE_RATE, self.output_sample_rate, fraction_ticks)
+        self._from_engine = StreamingResampler(channels, exit_rate, self.output_sample_rate, fraction_ticks)
         self._dry_resampler = StreamingResampler(channels, self.sample_rate, self.output_sample_rate)
         self._max_block = max(1, self.sample_rate * MAX_BLOCK_MS // 1000)
         wet_padding, wet_surplus, dry_deficit, dry_surplus = self._plan_padding()
@@ -115,7 +122,7 @@ class Engine:
         """Delay of the output behind the input, in output frames (the same for the wet and the dry path)."""
         self._wet_padding = wet_padding + self.latency_samples - wet_delay
         max_output_block = self._max_block * self.output_sample_rate // self.sample_rate + 2
-        engine_block = math.ceil(self._max_block * ENGINE_SAMPLE_RATE / self.sample_rate) + 1
+        engine_block = math.ceil(self._max_block * entry_rate / self.sample_rate) + 1
         self._input_ring = RingBuffer(channels, self._hop + engine_block)
         self._output_ring = RingBuffer(channels, self._wet_padding + max(0, wet_surplus) + max_output_block)
         self._dry_ring = RingBuffer(channels, self.latency_samples + max(0, dry_surplus) + max_output_block)
@@ -225,7 +232,7 @@ class Engine:
         given = np.arange(2 * period + self.sample_rate // 10 + 1, dtype=np.int64)
         wanted = given * self.output_sample_rate // self.sample_rate
         hops = self._to_engine.outputs_after(given) // self._hop
-        wet_deficit = wanted - self._from_engine.outputs_after(hops * self._hop)
+        wet_deficit = wanted - self._from_engine.outputs_after(hops * self._exit_hop)
         dry_deficit = wanted - self._dry_resampler.outputs_after(given)
         return int(wet_deficit.max()), int(-wet_deficit.min()), int(dry_deficit.max()), int(-dry_deficit.min())
 

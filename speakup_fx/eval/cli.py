@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from speakup_fx.eval import benchmark
+from speakup_fx.runtime.device import check_device
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--datasets", default=None, help="comma-separated data set names (default: every set found)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N files of each data set")
+    parser.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda or cuda:N (default: auto)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.limit is not None and args.limit < 1:
         logger.error("--limit: must be at least 1, got %d", args.limit)
+        return 2
+    try:
+        check_device(args.device)
+    except ValueError as error:
+        logger.error("--%s", error)
         return 2
     if not data_dir.is_dir():
         logger.error("--data-dir: %s does not exist (pass --data-dir or set $%s)", data_dir, DATA_DIR_ENV)
@@ -77,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None:
         eval_sets = [benchmark.EvalSet(s.name, s.items[: args.limit]) for s in eval_sets]
 
-    results = benchmark.run_benchmark(eval_sets, system_names)
+    results = benchmark.run_benchmark(eval_sets, system_names, args.device)
     summaries = benchmark.summarize(results)
     paths = benchmark.write_results(args.out, results, summaries)
     print(benchmark.markdown_table(summaries), end="")

@@ -1,8 +1,8 @@
 """The one place that turns chain options into the list of stages (effect, bounce, model server, VST3 programs).
 
 Classic engine: high-pass, de-hum, spectral denoise/dereverb, expander, EQ, leveler, compressor,
-gain, true-peak limiter. Neural engine: 48 -> 16 kHz, the hosted enhancer blended by
-``denoise_amount``, 16 -> 48 kHz, then late-reverb suppression by ``dereverb_amount`` (the shipped
+gain, true-peak limiter. Neural engine: the hosted enhancer at its own rate (16 kHz: the engine
+resamples the host's audio straight to it) blended by ``denoise_amount``, 16 -> 48 kHz, then late-reverb suppression by ``dereverb_amount`` (the shipped
 model removes noise and room together, so the room is controlled here), then the same post chain.
 Stage modules are imported only when used.
 """
@@ -29,7 +29,6 @@ def _neural_stages(channels: int, params: Mapping[str, float], host: ModelHost) 
 
     enhancer = BlendStage(ModelStage(channels, host, ENHANCER_KIND, "enhanced"), "denoise_amount", params)
     return [
-        _make("resample", "ResampleStage", channels, ENGINE_SAMPLE_RATE, enhancer.input_sample_rate),
         enhancer,
         _make("resample", "ResampleStage", channels, enhancer.output_sample_rate, ENGINE_SAMPLE_RATE),
         _make("denoise", "SpectralDenoiseStage", channels, params, suppress_noise=False),

@@ -16,7 +16,7 @@ from speakup_fx.stages.chain import build_chain
 
 RATE = 48000
 POST = ["HighpassStage", "DehumStage", "EqStage", "LevelerStage", "CompressorStage", "GainStage", "TruePeakLimiterStage"]
-NEURAL = ["ResampleStage", "BlendStage", "ResampleStage", "SpectralDenoiseStage"]
+NEURAL = ["BlendStage", "ResampleStage", "SpectralDenoiseStage"]
 
 
 def names(stages):
@@ -37,7 +37,7 @@ def test_the_neural_chain_takes_its_model_from_a_host_and_building_it_loads_noth
     count = loaded_model_count()
     stages = build_chain(1, ChainOptions(engine="neural"), {}, ModelHost("cpu"))
     assert names(stages) == NEURAL + POST
-    assert [stage.input_sample_rate for stage in stages[:4]] == [48000, 16000, 16000, 48000]
+    assert [stage.input_sample_rate for stage in stages[:3]] == [16000, 16000, 48000]
     effect = SpeakUp(engine="neural", device="cpu")
     assert effect.latency_samples > 0 and loaded_model_count() == count  # latency known, no model loaded
     assert effect.prepare(44100, 2) == effect.latency_samples and loaded_model_count() == count + 1

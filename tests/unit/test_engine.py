@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import speakup_fx.engine as engine_module
-from speakup_fx.engine import Engine, chain_latency_frames
+from speakup_fx.engine import Engine, chain_rates
 from speakup_fx.stages.base import Stage
 from stage_doubles import DelayStage
 from synthetic import noise, sine
@@ -54,18 +54,24 @@ def lag_of(reference: np.ndarray, delayed: np.ndarray) -> int:
 
 def test_stages_whose_rates_do_not_connect_are_rejected() -> None:
     with pytest.raises(ValueError, match="16000 Hz but is fed 48000 Hz"):
-        chain_latency_frames([DelayStage(1, 0), DelayStage(1, 0, sample_rate=16000)])
+        chain_rates([DelayStage(1, 0), DelayStage(1, 0, sample_rate=16000)])
 
 
-def test_a_chain_must_end_at_48_khz() -> None:
+def test_a_chain_may_start_at_the_model_rate_and_its_latency_counts_at_its_exit_rate() -> None:
     from speakup_fx.stages.resample import ResampleStage
 
-    with pytest.raises(ValueError, match="ends at 16000 Hz"):
-        chain_latency_frames([ResampleStage(1, 48000, 16000)])
+    up = ResampleStage(1, 16000, 48000)
+    assert chain_rates([DelayStage(1, 16, sample_rate=16000), up]) == (16000, 48000, 48 + up.latency_samples)
+    engine = Engine(1, 44100, [DelayStage(1, 16, sample_rate=16000), up], {})
+    frequency_hz = 2000.0
+    out = engine.process(sine(frequency_hz, 0.4, 44100))[0]
+    t = (np.arange(out.size) - engine.latency_samples) / 44100
+    middle = slice(4410, out.size - 4410)
+    assert np.abs(out[middle] - 0.5 * np.sin(2 * np.pi * frequency_hz * t)[middle]).max() < 1e-3
 
 
 def test_engine_refuses_a_chain_whose_rates_do_not_connect() -> None:
-    chain = lambda channels: [DelayStage(channels, 0, sample_rate=16000)]
+    chain = lambda channels: [DelayStage(channels, 0), DelayStage(channels, 0, sample_rate=16000)]
     with pytest.raises(ValueError, match="never resamples silently"):
         Engine(1, 48000, chain(1), {})
 
