@@ -17,7 +17,8 @@ import pytest
 import soundfile
 from synthetic import noise, noisy_speech, speech_like
 
-from speakup_fx.bounce import TEMP_MARK, BounceError, bounce
+from speakup_fx.atomic import TEMP_PREFIX
+from speakup_fx.bounce import BounceError, bounce
 from speakup_fx.dsp.loudness import integrated_loudness_lufs, true_peak_dbtp
 from speakup_fx.media import AudioReader
 from speakup_fx.presets import load_preset
@@ -109,7 +110,7 @@ def digest(path: Path) -> str:
 
 
 def leftovers(folder: Path) -> list[Path]:
-    return [path for path in folder.rglob("*") if TEMP_MARK in path.name or path.name.endswith(".tmp")]
+    return [path for path in folder.rglob("*") if path.name.startswith(TEMP_PREFIX) or ".tmp" in path.name]
 
 
 def speech(seconds: float = 1.5, sample_rate: int = RATE, channels: int = 1) -> np.ndarray:
@@ -368,7 +369,7 @@ def test_outputs_are_written_through_a_temporary_file(tmp_path):
 
     bounce(source, tmp_path / "out.wav", overrides=NO_LOUDNESS, effect=DelayEffect(), progress=progress)
     during = {name for names in seen for name in names}
-    assert any(TEMP_MARK in name for name in during), "a temporary file exists while bouncing"
+    assert any(name.startswith(TEMP_PREFIX) for name in during), "a temporary file exists while bouncing"
     assert "out.wav" not in seen[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav"]
 
