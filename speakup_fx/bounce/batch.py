@@ -24,7 +24,7 @@ from speakup_fx.bounce.pipeline import (
     output_format_for,
 )
 from speakup_fx.bounce.progress import ProgressCallback
-from speakup_fx.media import OUTPUT_FORMATS, MediaError, is_media_file, is_video_file
+from speakup_fx.media import OUTPUT_FORMATS, is_media_file, is_video_file
 from speakup_fx.presets import Preset, load_preset
 
 logger = logging.getLogger(__name__)
@@ -121,8 +121,8 @@ def _run_job(job: _Job, **options: object) -> BounceResult:
     """``bounce_file`` for one job; a failure becomes the result's ``error`` (logged), never an exception."""
     try:
         result = bounce_file(job.input, job.output, report=job.report, **options)  # type: ignore[arg-type]
-    except (FileBounceError, MediaError) as error:
-        result = BounceResult(job.input, job.output, error=str(error), bad_input=getattr(error, "bad_input", True))
+    except FileBounceError as error:
+        result = BounceResult(job.input, job.output, error=str(error), bad_input=error.bad_input)
     except Exception as error:  # one file's failure must not stop the others
         logger.debug("%s failed", job.input, exc_info=True)
         result = BounceResult(job.input, job.output, error=f"{job.input}: {type(error).__name__}: {error}")

@@ -85,7 +85,8 @@ class Effect(Protocol):
 class FileBounceError(ValueError):
     """One file could not be bounced and nothing was written for it; the message names the file and the cause.
 
-    ``bad_input``: the input file itself is at fault (corrupt, truncated with ``strict``, not audio).
+    ``bad_input``: the input file (corrupt, not audio, truncated with ``strict``) or what was asked of it
+    (a format that cannot hold its rate) is at fault, rather than the effect or the output's disk.
     """
 
     def __init__(self, message: str, bad_input: bool = False) -> None:
@@ -186,8 +187,8 @@ def bounce_file(
     loudness pass and its limiter. ``protected``: ``file_id``s no output may replace (the input's
     own is always protected). ``progress``: see ``ProgressCallback``.
 
-    Raises ``FileBounceError`` (nothing written), ``ValueError`` for bad settings; an exception
-    of the effect propagates (nothing written either).
+    Raises ``FileBounceError`` (nothing written; its message names the input and the cause),
+    ``ValueError`` for bad settings; an exception of the effect propagates (nothing written either).
     """
     source, output = Path(input_path), Path(output_path)
     resolved = preset if isinstance(preset, Preset) else load_preset(preset)
@@ -207,6 +208,8 @@ def bounce_file(
     started = time.perf_counter()
     try:
         _FileBounce(source, output, settings, result, effect or effect_for(resolved, device)).run()
+    except MediaError as error:
+        raise FileBounceError(str(error), bad_input=True) from None
     finally:
         if progress is not None:
             progress(source, "done", result.duration_s, result.duration_s)

@@ -7,6 +7,8 @@ exactly (the input times a gain); the loudness tests run the real ``SpeakUp``.
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -18,7 +20,8 @@ import soundfile
 from synthetic import noise, noisy_speech, speech_like
 
 from speakup_fx.atomic import TEMP_PREFIX
-from speakup_fx.bounce import BounceError, bounce
+from speakup_fx.bounce import BounceError, FileBounceError, bounce, bounce_file
+from speakup_fx.bounce.progress import ProgressReporter
 from speakup_fx.dsp.loudness import integrated_loudness_lufs, true_peak_dbtp
 from speakup_fx.media import AudioReader
 from speakup_fx.presets import load_preset
@@ -425,3 +428,31 @@ def test_reports_for_a_folder_mirror_its_files(tmp_path):
     ]
     with pytest.raises(BounceError, match="must be a folder"):
         bounce(folder, tmp_path / "out2", overrides=NO_LOUDNESS, effect=DelayEffect(), report=tmp_path / "r.png")
+
+
+def test_bounce_file_runs_one_file_without_the_cli_and_returns_its_figures(tmp_path):
+    audio = speech(3.0) * np.float32(0.3)
+    source = encode(tmp_path / "in.wav", audio, RATE)
+    result = bounce_file(source, tmp_path / "sub" / "out.flac", "podcast", effect=DelayEffect(gain=1.0), bit_depth="16")
+    enhanced = decode(tmp_path / "sub" / "out.flac")[0]
+    assert result.ok and result.duration_s == pytest.approx(audio.shape[1] / RATE)
+    assert enhanced.shape == audio.shape
+    assert result.output_lufs == pytest.approx(integrated_loudness_lufs(enhanced, RATE), abs=0.05)
+    assert result.output_lufs == pytest.approx(-16.0, abs=0.3)
+    assert result.gain_db >= -16.0 - integrated_loudness_lufs(audio, RATE)  # the limiter costs loudness, never adds
+    (tmp_path / "bad.wav").write_bytes(b"RIFF" + bytes(60))
+    with pytest.raises(FileBounceError, match="bad.wav: cannot decode"):
+        bounce_file(tmp_path / "bad.wav", tmp_path / "bad-out.wav", "podcast", effect=DelayEffect())
+    assert not (tmp_path / "bad-out.wav").exists()
+
+
+def test_the_progress_reporter_draws_a_bar_on_a_terminal_and_logs_lines_otherwise(caplog):
+    stream = io.StringIO()
+    bar = ProgressReporter(stream, bar=True)
+    bar(Path("a.wav"), "enhance", 30.0, 60.0)
+    bar(Path("a.wav"), "done", 60.0, 60.0)
+    assert stream.getvalue() == "\ra.wav enhance [" + "#" * 15 + " " * 15 + "]  50% 0:30/1:00\n"
+    lines = ProgressReporter(io.StringIO(), bar=False, interval_s=0.0)
+    with caplog.at_level(logging.INFO):
+        lines(Path("a.wav"), "normalise", 75.0, 3700.0)
+    assert "a.wav: normalise 1:15 of 1:01:40" in caplog.text
