@@ -90,7 +90,8 @@ def load_preset(name_or_path: str | os.PathLike[str]) -> Preset:
     except OSError as error:
         raise ValueError(f"{path}: cannot read preset: {error.strerror or error}") from None
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})") from None
+        bad_byte = error.object[error.start]
+        raise ValueError(f"{path}: not UTF-8 text (byte {bad_byte:#04x} at offset {error.start})") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML: {error}") from None
     except RecursionError:

@@ -130,10 +130,11 @@ def _run_job(job: _Job, **options: object) -> BounceResult:
         logger.error("%s", result.error)
         return result
     logger.info(
-        "%s -> %s: %.1f s of audio (RTF %.3f); %s LUFS / %s dBTP -> %s LUFS / %s dBTP",
+        "%s -> %s: %.1f s of audio in %.1f s (RTF %.3f); %s LUFS / %s dBTP -> %s LUFS / %s dBTP",
         job.input,
         job.output,
         result.duration_s,
+        (result.realtime_factor or 0.0) * result.duration_s,
         result.realtime_factor or 0.0,
         _figure(result.input_lufs),
         _figure(result.input_true_peak_dbtp),

@@ -52,13 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bit-depth", choices=BIT_DEPTHS, default="24", help="WAV/FLAC sample format (default: 24)")
     parser.add_argument("--sample-rate", type=int, help="output sample rate in Hz (default: the input's)")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace existing outputs (keeping their permissions), not read-only ones"
+        "--overwrite", action="store_true", help="replace existing outputs (keeping their permissions) unless read-only"
     )
     parser.add_argument("--force", action="store_true", help="replace existing outputs, read-only ones too")
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="fail on a truncated input (shorter than its header declares) instead of warning and bouncing what it holds",
+        help="fail on a truncated input (shorter than its header declares) instead of bouncing it with a warning",
     )
     parser.add_argument("--report", help="before/after spectrograms and loudness: a .png (one input) or a folder")
     parser.add_argument("--device", help="torch device for the neural engine, e.g. cpu or cuda:0 (default: automatic)")

@@ -96,7 +96,7 @@ class FileBounceError(ValueError):
 
 @dataclass
 class BounceResult:
-    """The outcome of one input file; loudness figures are None where not measured, -inf where nothing passed the gates."""
+    """The outcome of one input file; loudness figures: None where not measured, -inf where nothing passed the gates."""
 
     input: Path
     output: Path
@@ -142,7 +142,7 @@ def effect_for(preset: Preset, device: str | None = None) -> Effect:
 
 
 def output_format_for(source: Path, output: Path) -> str | None:
-    """The format ``output``'s name asks for: 'wav', 'flac', 'mp3', or None for a video remux; ``ValueError`` if none."""
+    """The format ``output``'s name asks for: 'wav', 'flac', 'mp3', or None (a video remux); else ``ValueError``."""
     suffix = output.suffix.lower().lstrip(".")
     if suffix in OUTPUT_FORMATS:
         return suffix
@@ -207,7 +207,8 @@ def bounce_file(
     result = BounceResult(source, output)
     started = time.perf_counter()
     try:
-        _FileBounce(source, output, settings, result, effect or effect_for(resolved, device)).run()
+        effect = effect if effect is not None else effect_for(resolved, device)
+        _FileBounce(source, output, settings, result, effect).run()
     except MediaError as error:
         raise FileBounceError(str(error), bad_input=True) from None
     finally:
@@ -232,7 +233,7 @@ class _Settings:
 
 
 class _FileBounce:
-    """One file: decode -> effect (latency removed) -> resample -> [loudness gain, limiter] -> temporary file -> rename."""
+    """One file: decode -> effect (latency removed) -> resample -> [loudness gain, limiter] -> temporary -> rename."""
 
     def __init__(
         self, source: Path, output: Path, settings: _Settings, result: BounceResult, effect: Effect
@@ -259,7 +260,7 @@ class _FileBounce:
             with self._writing():
                 removed = remove_stale_temporaries(output.parent)
                 if removed:
-                    logger.info("%s: removed %d temporary file(s) left by interrupted runs", output.parent, len(removed))
+                    logger.info("%s: removed %d temporary file(s) of interrupted runs", output.parent, len(removed))
                 with atomic_write(output, overwrite=settings.overwrite) as temporary:
                     if settings.preset.options.loudness:
                         after = self._normalise(enhanced, temporary)
@@ -274,7 +275,12 @@ class _FileBounce:
             self._warn(f"{output}: {result.clipped_samples} samples clipped at full scale")
         if settings.report is not None:
             title = f"{source.name} -> {output.name} ({settings.preset.name})"
-            write_report(settings.report, before, after, title=title)
+            try:
+                write_report(settings.report, before, after, title=title)
+            except OSError as error:
+                raise FileBounceError(
+                    f"{source}: bounced to {output}, but cannot write {settings.report}: {_cause(error)}"
+                ) from None
 
     def _warn(self, message: str) -> None:
         self.result.warnings.append(message)
@@ -286,7 +292,7 @@ class _FileBounce:
             return
         if output.is_dir():
             raise FileBounceError(f"{source}: output {output} is a folder")
-        if file_id(output) in settings.protected | {file_id(source)}:
+        if file_id(output) in settings.protected | ({file_id(source)} if source.exists() else set()):
             raise FileBounceError(f"{source}: output {output} is an input; refusing to overwrite it")
         if not settings.overwrite:
             raise FileBounceError(f"{source}: output {output} exists; pass --overwrite to replace it")
@@ -296,19 +302,28 @@ class _FileBounce:
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         """Turn a failure to write the output (or its temporary files) into a ``FileBounceError`` naming the cause."""
-        source, output = self.source, self.output
+        source, output, folder = self.source, self.output, self.output.parent
         try:
-            output.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise FileBounceError(f"{source}: cannot create the folder of {output}: {_cause(error)}") from None
+        try:
             yield
         except OutputExistsError:
             raise FileBounceError(f"{source}: output {output} appeared while bouncing; pass --overwrite to replace it")
         except (OSError, soundfile.SoundFileError, av.FFmpegError) as error:
+            filename = getattr(error, "filename", None)
+            ours = Path(filename).absolute().parent == folder.absolute() if filename is not None else (
+                isinstance(error, (soundfile.SoundFileError, av.FFmpegError))  # only the writers raise these raw
+            )
+            if not ours:
+                raise  # not a write failure (an effect's missing weights, say)
             code = getattr(error, "errno", None)
-            if code is None and _free_bytes(output.parent) < DISK_FULL_BYTES:
+            if code is None and _free_bytes(folder) < DISK_FULL_BYTES:
                 code = errno.ENOSPC  # libsndfile says only "System error."
             cause = os.strerror(code) if code else str(error)
             if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-                cause += f" in folder {output.parent}"
+                cause += f" in folder {folder}"
             raise FileBounceError(f"{source}: cannot write {output}: {cause}") from None
 
     def _enhanced(self, before: SignalSummary) -> Iterator[np.ndarray]:
@@ -369,7 +384,7 @@ class _FileBounce:
         return after
 
     def _normalise(self, enhanced: Iterable[np.ndarray], path: Path) -> SignalSummary:
-        """Reach ``target_lufs`` with the one limiter at ``limiter_ceiling_dbtp``; returns the summary of what was written.
+        """Reach ``target_lufs`` with the one limiter at ``limiter_ceiling_dbtp``; returns the summary of the output.
 
         Pass 1 writes ``enhanced`` to a float file while measuring it. Pass 2 applies the gain
         that meets the target and then the limiter (ceiling lowered by ``LOSSY_HEADROOM_DB`` for
@@ -436,7 +451,7 @@ class _FileBounce:
         if math.isfinite(lufs):
             return target_lufs - lufs
         if measured.sample_peak == 0.0:
-            self._warn(f"{self.source}: digital silence after enhancement (every sample is zero); no loudness gain applied")
+            self._warn(f"{self.source}: digital silence after enhancement (all samples zero); no loudness gain applied")
             return 0.0
         if not measured.measurable:
             self._warn(
@@ -473,6 +488,10 @@ class _FileBounce:
         return lambda frames: callback(path, phase, frames / sample_rate, total_s)
 
 
+def _cause(error: OSError) -> str:
+    return os.strerror(error.errno) if error.errno else str(error)
+
+
 def _free_bytes(folder: Path) -> int:
     try:
         return shutil.disk_usage(folder).free
@@ -482,7 +501,7 @@ def _free_bytes(folder: Path) -> int:
 
 @contextlib.contextmanager
 def _scratch_file(beside: Path, suffix: str) -> Iterator[Path]:
-    """A new empty temporary file beside ``beside``, named as ``atomic_write`` names its own (so stale ones are removed)."""
+    """A new empty temporary file beside ``beside``, named as ``atomic_write`` names its (stale ones get removed)."""
     path = temporary_name(beside, suffix)
     path.open("xb").close()
     try:
@@ -521,7 +540,8 @@ def _limited(
     from speakup_fx.stages.limiter import TruePeakLimiterStage
 
     limiter = TruePeakLimiterStage(channels, {"limiter_ceiling_dbtp": ceiling_dbtp}, sample_rate)
-    return aligned_blocks(limiter.process, limiter.latency_samples, _gained(blocks, gain_db), channels, limiter.hop_frames)
+    gained = _gained(blocks, gain_db)
+    return aligned_blocks(limiter.process, limiter.latency_samples, gained, channels, limiter.hop_frames)
 
 
 def _resampled(blocks: Iterable[np.ndarray], input_rate: int, output_rate: int, channels: int) -> Iterator[np.ndarray]:

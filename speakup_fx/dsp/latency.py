@@ -78,4 +78,5 @@ def aligned(
 ) -> np.ndarray:
     """``aligned_blocks`` over a whole float32 ``(channels, frames)`` array, fed ``block_frames`` at a time."""
     blocks = (audio[:, start : start + block_frames] for start in range(0, audio.shape[1], block_frames))
-    return np.concatenate([audio[:, :0], *aligned_blocks(process, latency_samples, blocks, audio.shape[0], hop_frames)], axis=1)
+    out = aligned_blocks(process, latency_samples, blocks, audio.shape[0], hop_frames)
+    return np.concatenate([audio[:, :0], *out], axis=1)

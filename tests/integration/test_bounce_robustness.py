@@ -262,7 +262,9 @@ def unwritable_folder(tmp_path, monkeypatch):
     folder.chmod(0o755)
 
 
-def test_a_read_only_output_folder_exits_2_naming_the_output_and_the_cause(tmp_path, unwritable_folder, caplog, stand_in):
+def test_a_read_only_output_folder_exits_2_naming_the_output_and_the_cause(
+    tmp_path, unwritable_folder, caplog, stand_in
+):
     source = wav(tmp_path / "in.wav", speech())
     output = unwritable_folder / "out.wav"
     with caplog.at_level(logging.ERROR):
@@ -314,6 +316,17 @@ def test_a_single_file_whose_effect_fails_exits_2_not_1(tmp_path, monkeypatch, c
     assert "effect exploded" in caplog.text
 
 
+def test_an_effects_own_os_error_is_not_reported_as_a_write_failure(tmp_path):
+    class MissingWeights(Gain):
+        def process(self, *args, **kwargs):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/models/enhancer.safetensors")
+
+    source = wav(tmp_path / "in.wav", speech())
+    with pytest.raises(BounceError) as caught:
+        bounce(source, tmp_path / "out.wav", effect=MissingWeights())
+    assert "enhancer.safetensors" in str(caught.value) and "cannot write" not in str(caught.value)
+
+
 # 5. Presets.
 
 
@@ -322,8 +335,11 @@ def test_a_100000_deep_toml_preset_exits_2_with_one_line_and_no_traceback(tmp_pa
     preset.write_text("x = " + "[" * 100_000 + "\n")
     source = wav(tmp_path / "in.wav", speech(0.3))
     run = subprocess.run(
-        [sys.executable, "-m", "speakup_fx.cli", "bounce", str(source), "-o", str(tmp_path / "o.wav"), "--preset", str(preset)],
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "speakup_fx.cli", "bounce", str(source), "-o", str(tmp_path / "o.wav"), "--preset"]
+        + [str(preset)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
