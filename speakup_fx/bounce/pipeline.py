@@ -503,8 +503,8 @@ def _free_bytes(folder: Path) -> int:
 def _scratch_file(beside: Path, suffix: str) -> Iterator[Path]:
     """A new empty temporary file beside ``beside``, named as ``atomic_write`` names its (stale ones get removed)."""
     path = temporary_name(beside, suffix)
-    path.open("xb").close()
     try:
+        path.open("xb").close()
         yield path
     finally:
         path.unlink(missing_ok=True)

@@ -155,6 +155,30 @@ def test_an_interrupted_bounce_exits_non_zero_without_a_traceback_and_leaves_not
     assert child.returncode == 128 + signum
 
 
+@pytest.mark.parametrize("overrides", [NO_LOUDNESS, {}], ids=["output", "and float file"])
+def test_an_interrupt_just_after_a_temporary_file_is_created_leaves_nothing(tmp_path, monkeypatch, overrides):
+    """The race the signal test can hit: the signal arrives between creating a temporary file and guarding it."""
+    source = wav(tmp_path / "in.wav", speech())
+    out = tmp_path / "out"
+    out.mkdir()
+    real_open = Path.open
+    created: list[str] = []
+
+    def open_then_interrupt(self, mode="r", *args, **kwargs):
+        file = real_open(self, mode, *args, **kwargs)
+        if mode == "xb" and self.parent == out:
+            created.append(self.name)
+            if len(created) == (1 if overrides else 2):  # the output's temporary, or the float file after it
+                file.close()
+                raise KeyboardInterrupt
+        return file
+
+    monkeypatch.setattr(Path, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        bounce(source, out / "x.wav", overrides=overrides, effect=Gain())
+    assert created and everything_in(out) == []
+
+
 def test_the_next_run_removes_stale_temporaries_of_dead_runs_and_nothing_else(tmp_path):
     source = wav(tmp_path / "in.wav", speech())
     out = tmp_path / "out"
