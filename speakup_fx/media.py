@@ -63,8 +63,8 @@ class AudioReader:
 
     Attributes: ``sample_rate``, ``channels``, ``frames_estimate`` (exact for
     WAV/FLAC, from the container's duration otherwise; None when unknown),
-    ``frames_declared`` (the length the header promises: a WAV's data chunk, FLAC's
-    STREAMINFO, a container's duration; None when it promises none), ``frames_decoded``
+    ``frames_declared`` (the length the file promises: a WAV's data chunk, FLAC's
+    STREAMINFO, the audio stream's duration; None when it promises none), ``frames_decoded``
     (counted by ``blocks``), ``start_s`` (presentation time of the first audio sample,
     kept in video remuxes). Raises ``MediaError`` for a missing, empty or corrupt file,
     no audio stream, more than two channels, a rate outside 8..192 kHz, or non-finite or
@@ -121,14 +121,14 @@ class AudioReader:
         self._container_used = False
         self.sample_rate = self._stream.codec_context.sample_rate
         self.channels = self._stream.codec_context.channels
-        self.frames_estimate = None
+        self.frames_estimate = self.frames_declared = None
         if self._stream.duration is not None and self._stream.time_base is not None:
             self.frames_estimate = round(self._stream.duration * self._stream.time_base * self.sample_rate)
+            self.frames_declared = self.frames_estimate  # the audio stream's own (a container's may be the video's)
         elif self._container.duration is not None:
             self.frames_estimate = round(self._container.duration / av.time_base * self.sample_rate)
         if self._stream.start_time is not None and self._stream.time_base is not None:
             self.start_s = float(self._stream.start_time * self._stream.time_base)
-        self.frames_declared = self.frames_estimate
         self._declared_tolerance = round(DECLARED_LENGTH_TOLERANCE_S * self.sample_rate)
 
     def _check_format(self) -> None:

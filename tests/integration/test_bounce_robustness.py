@@ -250,8 +250,31 @@ def test_a_truncated_mp3_is_reported(tmp_path):
     assert any("truncated" in message and f"{audio.shape[1]:,}" in message for message in result.warnings)
 
 
-def test_a_complete_file_gives_no_truncation_warning(tmp_path):
-    source = wav(tmp_path / "whole.wav", speech())
+def video(path: Path, audio_streams: list[np.ndarray], seconds: float) -> Path:
+    """A tiny video of ``seconds`` with one AAC stream per entry of ``audio_streams`` (stereo, 48 kHz)."""
+    with av.open(str(path), "w") as container:
+        picture_stream = container.add_stream("mpeg4", rate=25)
+        picture_stream.width, picture_stream.height, picture_stream.pix_fmt = 64, 48, "yuv420p"
+        sounds = [container.add_stream("aac", rate=48_000, layout="stereo") for _ in audio_streams]
+        for index in range(round(seconds * 25)):
+            picture = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 9 % 256, np.uint8), format="rgb24")
+            picture.pts = index
+            container.mux(picture_stream.encode(picture))
+        for sound, audio in zip(sounds, audio_streams):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48_000, 0
+            container.mux(sound.encode(frame))
+            container.mux(sound.encode(None))
+        container.mux(picture_stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("make", ["wav", "video with shorter audio"])
+def test_a_complete_file_gives_no_truncation_warning(tmp_path, make):
+    if make == "wav":
+        source = wav(tmp_path / "whole.wav", speech())
+    else:  # the container lasts as long as the video: the audio is complete all the same
+        source = video(tmp_path / "clip.mkv", [speech(1.0, 48_000, channels=2)], seconds=3.0)
     (result,) = bounce(source, tmp_path / "out.wav", overrides=NO_LOUDNESS, effect=Gain())
     assert result.warnings == []
 
@@ -406,22 +429,7 @@ def test_a_read_only_output_is_replaced_only_with_force(tmp_path, stand_in, capl
 
 
 def test_dropping_a_videos_second_audio_stream_is_warned(tmp_path, caplog):
-    path = tmp_path / "two.mkv"
-    audio = speech(1.0, 48_000, channels=2)
-    with av.open(str(path), "w", format="matroska") as container:
-        video = container.add_stream("mpeg4", rate=25)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        sounds = [container.add_stream("aac", rate=48_000, layout="stereo") for _ in range(2)]
-        for index in range(25):
-            picture = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 9, np.uint8), format="rgb24")
-            picture.pts = index
-            container.mux(video.encode(picture))
-        for sound in sounds:
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio), format="fltp", layout="stereo")
-            frame.sample_rate, frame.pts = 48_000, 0
-            container.mux(sound.encode(frame))
-            container.mux(sound.encode(None))
-        container.mux(video.encode(None))
+    path = video(tmp_path / "two.mkv", [speech(1.0, 48_000, channels=2)] * 2, seconds=1.0)
     with caplog.at_level(logging.WARNING):
         bounce(path, tmp_path / "out.wav", overrides=NO_LOUDNESS, effect=Gain())
     assert f"{path}: 2 audio streams; only the first is used" in caplog.text
