@@ -124,7 +124,8 @@ class AudioReader:
         self.frames_estimate = self.frames_declared = None
         if self._stream.duration is not None and self._stream.time_base is not None:
             self.frames_estimate = round(self._stream.duration * self._stream.time_base * self.sample_rate)
-            self.frames_declared = self.frames_estimate  # the audio stream's own (a container's may be the video's)
+            if _stream_duration_is_exact(self.path):  # the audio stream's own (a container's may be the video's)
+                self.frames_declared = self.frames_estimate
         elif self._container.duration is not None:
             self.frames_estimate = round(self._container.duration / av.time_base * self.sample_rate)
         if self._stream.start_time is not None and self._stream.time_base is not None:
@@ -247,6 +248,29 @@ def sample_problem(block: np.ndarray, start_frame: int, sample_rate: int) -> str
             f"(beyond +-{MAX_SAMPLE_MAGNITUDE:g}, +{20 * np.log10(MAX_SAMPLE_MAGNITUDE):.0f} dBFS: not audio)"
         )
     return None
+
+
+def _stream_duration_is_exact(path: Path) -> bool:
+    """Whether FFmpeg reads the audio stream's duration from the file rather than estimating it from the bit rate.
+
+    MP3 has a frame count only in a Xing/Info/VBRI tag in its first frame; raw AAC (ADTS) has none.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".aac":
+        return False
+    if suffix != ".mp3":
+        return True
+    with path.open("rb") as file:
+        head = file.read(10)
+        start = 0
+        if head[:3] == b"ID3" and len(head) == 10:  # ID3v2: a synchsafe size, plus a footer when flagged
+            start = 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:10]))
+            start += 10 if head[5] & 0x10 else 0
+        file.seek(start)
+        data = file.read(4096)
+    sync = next((i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0), None)
+    first_frame = data[sync : sync + 64] if sync is not None else b""  # the tag sits 13..36 bytes in (VBRI: 36)
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
 
 
 def _wav_declared_frames(path: Path) -> int | None:
