@@ -50,8 +50,8 @@ def atomic_write(path: str | os.PathLike[str], *, overwrite: bool = True, suffix
     if not overwrite and path.exists():
         raise OutputExistsError(f"{path} exists")
     temporary = temporary_name(path, suffix)
-    temporary.open("xb").close()
     try:
+        temporary.open("xb").close()  # inside the try: an interrupt right after creating it still removes it
         yield temporary
         try:
             mode = path.stat().st_mode & 0o7777

@@ -4,8 +4,9 @@ Subcommands: ``bounce``, ``presets``, ``train``, ``eval``, ``demo``. Each lives 
 module that owns it, which provides ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their subcommand runs.
 
-Exit codes: 0 success; 1 some inputs failed (the rest were processed);
-2 bad usage or bad input (nothing was written).
+Exit codes: 0 success; 1 some of several inputs failed (the rest were processed);
+2 bad usage, or the one input could not be processed (nothing was written);
+130 / 143 interrupted by SIGINT / SIGTERM (see README.md, "Exit codes").
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from importlib.metadata import version
 
 SUBCOMMANDS = {
-    "bounce": ("speakup_fx.bounce", "enhance audio/video files or folders"),
+    "bounce": ("speakup_fx.bounce.cli", "enhance audio/video files or folders"),
     "presets": ("speakup_fx.presets", "list or show presets"),
     "train": ("speakup_fx.train.cli", "train the enhancement model (launch with torchrun for DDP)"),
     "eval": ("speakup_fx.eval.cli", "score noisy input, the classic engine and the model"),

@@ -5,6 +5,10 @@ the file holds: encoder priming and padding are removed where the container
 records them (MP3 LAME tag, MP4 edit list and sample durations, Ogg granule
 positions), so a decoded length is the length that was encoded. Every problem
 with a file raises ``MediaError`` whose message starts with the file's path.
+
+Samples are checked both ways: a reader refuses non-finite samples and samples beyond
+``MAX_SAMPLE_MAGNITUDE`` (not audio), and a writer refuses to encode them (clipping alone would
+turn them into full-scale garbage).
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ OUTPUT_FORMATS = ("wav", "flac", "mp3")
 BIT_DEPTHS = ("16", "24", "32f")
 MP3_BIT_RATE = 192_000
 AAC_BIT_RATE = 192_000
+MAX_SAMPLE_MAGNITUDE = 1000.0
+"""+60 dBFS: a float sample beyond this is not audio (a corrupt file, or a broken effect upstream)."""
+DECLARED_LENGTH_TOLERANCE_S = 0.1
+"""A decoded length may fall this far short of a container's duration (an estimate) before the file is truncated."""
 
 _SOUNDFILE_SUFFIXES = (".wav", ".flac")
 _PCM_SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
@@ -55,10 +63,13 @@ class AudioReader:
 
     Attributes: ``sample_rate``, ``channels``, ``frames_estimate`` (exact for
     WAV/FLAC, from the container's duration otherwise; None when unknown),
-    ``start_s`` (presentation time of the first audio sample, kept in video
-    remuxes). Raises ``MediaError`` for a missing, empty or corrupt file, no
-    audio stream, more than two channels, a rate outside 8..192 kHz, or
-    non-finite samples.
+    ``frames_declared`` (the length the file promises: a WAV's data chunk, FLAC's
+    STREAMINFO, the audio stream's duration; None when it promises none), ``frames_decoded``
+    (counted by ``blocks``), ``start_s`` (presentation time of the first audio sample,
+    kept in video remuxes). Raises ``MediaError`` for a missing, empty or corrupt file,
+    no audio stream, more than two channels, a rate outside 8..192 kHz, or non-finite or
+    absurd (beyond ``MAX_SAMPLE_MAGNITUDE``) samples. A truncated file is not an error
+    here: ``truncation()`` says how much is missing.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -72,6 +83,8 @@ class AudioReader:
         self._container: av.container.InputContainer | None = None
         self._soundfile: soundfile.SoundFile | None = None
         self.start_s = 0.0
+        self.frames_decoded = 0
+        self._declared_tolerance = 0
         if self.path.suffix.lower() in _SOUNDFILE_SUFFIXES:
             try:
                 self._soundfile = soundfile.SoundFile(self.path)
@@ -80,6 +93,9 @@ class AudioReader:
             self.sample_rate = self._soundfile.samplerate
             self.channels = self._soundfile.channels
             self.frames_estimate: int | None = self._soundfile.frames
+            self.frames_declared: int | None = self._soundfile.frames or None
+            if self._soundfile.format in ("WAV", "RF64", "WAVEX"):
+                self.frames_declared = _wav_declared_frames(self.path)
         else:
             self._open_with_av()
         try:
@@ -97,16 +113,24 @@ class AudioReader:
             self.close()
             raise MediaError(f"{self.path}: no audio stream")
         self._stream = self._container.streams.audio[0]
+        if len(self._container.streams.audio) > 1:
+            logger.warning(
+                "%s: %d audio streams; only the first is used, the others are dropped",
+                self.path, len(self._container.streams.audio),
+            )
         self._container_used = False
         self.sample_rate = self._stream.codec_context.sample_rate
         self.channels = self._stream.codec_context.channels
-        self.frames_estimate = None
+        self.frames_estimate = self.frames_declared = None
         if self._stream.duration is not None and self._stream.time_base is not None:
             self.frames_estimate = round(self._stream.duration * self._stream.time_base * self.sample_rate)
+            if _stream_duration_is_exact(self.path):  # the audio stream's own (a container's may be the video's)
+                self.frames_declared = self.frames_estimate
         elif self._container.duration is not None:
             self.frames_estimate = round(self._container.duration / av.time_base * self.sample_rate)
         if self._stream.start_time is not None and self._stream.time_base is not None:
             self.start_s = float(self._stream.start_time * self._stream.time_base)
+        self._declared_tolerance = round(DECLARED_LENGTH_TOLERANCE_S * self.sample_rate)
 
     def _check_format(self) -> None:
         if self.channels not in (1, 2):
@@ -119,17 +143,28 @@ class AudioReader:
             raise MediaError(f"{self.path}: no audio samples")
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
-        """Yield the audio as float32 ``(channels, n)`` blocks with ``n <= block_frames``; checked to be finite."""
+        """Yield the audio as float32 ``(channels, n)`` blocks with ``n <= block_frames``; checked to be audio."""
         source = self._soundfile_blocks(block_frames) if self._soundfile else self._av_blocks(block_frames)
-        position = 0
+        self.frames_decoded = 0
         for block in source:
-            if not np.isfinite(block).all():
-                bad = position + int(np.argmin(np.isfinite(block).all(axis=0)))
-                raise MediaError(f"{self.path}: NaN or infinite sample at {bad / self.sample_rate:.3f} s")
-            position += block.shape[1]
+            problem = sample_problem(block, self.frames_decoded, self.sample_rate)
+            if problem:
+                raise MediaError(f"{self.path}: {problem}")
+            self.frames_decoded += block.shape[1]
             yield block
-        if position == 0:
+        if self.frames_decoded == 0:
             raise MediaError(f"{self.path}: no audio samples")
+
+    def truncation(self) -> str | None:
+        """After ``blocks``: how the decoded audio falls short of the declared length, or None if it does not."""
+        declared, decoded = self.frames_declared, self.frames_decoded
+        if declared is None or decoded >= declared - self._declared_tolerance:
+            return None
+        rate = self.sample_rate
+        return (
+            f"truncated: the file declares {declared:,} frames ({declared / rate:.3f} s) "
+            f"but holds {decoded:,} ({decoded / rate:.3f} s)"
+        )
 
     def _soundfile_blocks(self, block_frames: int) -> Iterator[np.ndarray]:
         assert self._soundfile is not None
@@ -198,6 +233,72 @@ class AudioReader:
         self.close()
 
 
+def sample_problem(block: np.ndarray, start_frame: int, sample_rate: int) -> str | None:
+    """Why ``block`` (starting at ``start_frame``) is not audio: a non-finite or absurd sample; None if it is."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        at = start_frame + int(np.argmin(finite.all(axis=0)))
+        return f"NaN or infinite sample at {at / sample_rate:.3f} s"
+    magnitude = np.abs(block).max(axis=0, initial=0.0)
+    if magnitude.size and magnitude.max() > MAX_SAMPLE_MAGNITUDE:
+        at = int(np.argmax(magnitude))
+        value = block[int(np.argmax(np.abs(block[:, at]))), at]
+        return (
+            f"sample of {value:.3g} at {(start_frame + at) / sample_rate:.3f} s "
+            f"(beyond +-{MAX_SAMPLE_MAGNITUDE:g}, +{20 * np.log10(MAX_SAMPLE_MAGNITUDE):.0f} dBFS: not audio)"
+        )
+    return None
+
+
+def _stream_duration_is_exact(path: Path) -> bool:
+    """Whether FFmpeg reads the audio stream's duration from the file rather than estimating it from the bit rate.
+
+    MP3 has a frame count only in a Xing/Info/VBRI tag in its first frame; raw AAC (ADTS) has none.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".aac":
+        return False
+    if suffix != ".mp3":
+        return True
+    with path.open("rb") as file:
+        head = file.read(10)
+        start = 0
+        if head[:3] == b"ID3" and len(head) == 10:  # ID3v2: a synchsafe size, plus a footer when flagged
+            start = 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:10]))
+            start += 10 if head[5] & 0x10 else 0
+        file.seek(start)
+        data = file.read(4096)
+    sync = next((i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0), None)
+    first_frame = data[sync : sync + 64] if sync is not None else b""  # the tag sits 13..36 bytes in (VBRI: 36)
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _wav_declared_frames(path: Path) -> int | None:
+    """Frames a WAV (RIFF or RF64) header declares in its data chunk; None when it declares none (streamed WAV)."""
+    with path.open("rb") as file:
+        head = file.read(12)
+        if head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+            return None
+        block_align = data_size_64 = None
+        for _ in range(64):  # chunks before the data: fmt, ds64, fact, LIST, ...
+            header = file.read(8)
+            if len(header) < 8:
+                return None
+            chunk_id, size = header[:4], int.from_bytes(header[4:], "little")
+            if chunk_id == b"data":
+                if head[:4] == b"RF64" and size == 0xFFFFFFFF:
+                    size = data_size_64
+                if not block_align or not size or size == 0xFFFFFFFF:
+                    return None
+                return size // block_align
+            body = file.read(size + (size & 1))
+            if chunk_id == b"fmt " and len(body) >= 14:
+                block_align = int.from_bytes(body[12:14], "little")
+            elif chunk_id == b"ds64" and len(body) >= 16:
+                data_size_64 = int.from_bytes(body[8:16], "little")
+    return None
+
+
 def _frame_samples(frame: av.AudioFrame, path: Path) -> np.ndarray:
     """A decoded frame as float32 ``(channels, n)``."""
     data = frame.to_ndarray()
@@ -217,15 +318,22 @@ def _av_message(error: BaseException) -> str:
     return getattr(error, "strerror", None) or str(error)
 
 
-class _Clipper:
-    """Clips to [-1, 1] before integer or lossy encoding, counting clipped samples."""
+class _SampleGuard:
+    """Checks every block before encoding (``MediaError`` for samples that are not audio) and clips to [-1, 1]
+    for integer and lossy formats, counting the clipped samples."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, sample_rate: int, clip: bool) -> None:
+        self.name, self.sample_rate, self.clip = name, sample_rate, clip
         self.clipped_samples = 0
+        self._frames = 0
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
+        problem = sample_problem(block, self._frames, self.sample_rate)
+        if problem:
+            raise MediaError(f"{self.name}: not written: {problem}")
+        self._frames += block.shape[1]
         over = np.abs(block) > 1.0
-        if over.any():
+        if self.clip and over.any():
             self.clipped_samples += int(over.sum())
             return np.clip(block, -1.0, 1.0)
         return block
@@ -237,8 +345,10 @@ class AudioWriter:
     ``bit_depth`` ('16', '24', '32f') applies to WAV and FLAC (FLAC has no
     float); ``frames_estimate`` lets long WAV files switch to RF64. Samples
     outside [-1, 1] are clipped (except 32-bit float) and counted in
-    ``clipped_samples``. Leaving the context with an exception closes the file
-    without finishing it (the caller deletes it).
+    ``clipped_samples``; non-finite or absurd samples raise ``MediaError`` naming
+    ``name`` (default: ``path``; a caller writing a temporary file names its
+    destination). Leaving the context with an exception closes the file without
+    finishing it (the caller deletes it).
     """
 
     def __init__(
@@ -249,10 +359,11 @@ class AudioWriter:
         channels: int,
         bit_depth: str = "24",
         frames_estimate: int | None = None,
+        name: str | None = None,
     ) -> None:
         check_output_format(path, output_format, sample_rate, bit_depth)
         self.path = path
-        self._clip = _Clipper() if bit_depth != "32f" or output_format == "mp3" else None
+        self._guard = _SampleGuard(name or str(path), sample_rate, clip=bit_depth != "32f" or output_format == "mp3")
         self._soundfile: soundfile.SoundFile | None = None
         self._container: av.container.OutputContainer | None = None
         if output_format == "mp3":
@@ -269,11 +380,10 @@ class AudioWriter:
 
     @property
     def clipped_samples(self) -> int:
-        return self._clip.clipped_samples if self._clip else 0
+        return self._guard.clipped_samples
 
     def write(self, block: np.ndarray) -> None:
-        if self._clip:
-            block = self._clip(block)
+        block = self._guard(block)
         if self._soundfile is not None:
             self._soundfile.write(block.T)
         else:
@@ -361,22 +471,34 @@ class VideoRemuxWriter:
 
     Audio blocks are interleaved with the video packets by time, so memory
     stays bounded; the audio starts at ``audio_start_s`` as in the source.
+    Blocks are checked and clipped as ``AudioWriter`` does (messages name ``name``).
     Leaving the context with an exception closes without finishing.
     """
 
-    def __init__(self, source: Path, path: Path, sample_rate: int, channels: int, audio_start_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        source: Path,
+        path: Path,
+        sample_rate: int,
+        channels: int,
+        audio_start_s: float = 0.0,
+        name: str | None = None,
+    ) -> None:
         _check_codec_rate(path, "aac", "AAC", sample_rate)
         self.path = path
-        self._clip = _Clipper()
+        self._guard = _SampleGuard(name or str(path), sample_rate, clip=True)
         self._input = av.open(str(source))
         try:
             if not self._input.streams.video:
                 raise MediaError(f"{source}: no video stream to copy")
             video_in = self._input.streams.video[0]
-            kept = {video_in.index} | {stream.index for stream in self._input.streams.audio[:1]}
+            kept = {video_in.index} | {stream.index for stream in self._input.streams.audio}  # AudioReader warns
             dropped = [stream for stream in self._input.streams if stream.index not in kept]
             if dropped:
-                logger.warning("%s: only the first video and audio streams are kept; %d dropped", source, len(dropped))
+                logger.warning(
+                    "%s: only the first video and audio streams are kept; %d other stream(s) dropped",
+                    source, len(dropped),
+                )
             self._output = av.open(str(path), "w", format=_VIDEO_FORMATS[source.suffix.lower()])
         except BaseException:
             self._input.close()
@@ -397,10 +519,10 @@ class VideoRemuxWriter:
 
     @property
     def clipped_samples(self) -> int:
-        return self._clip.clipped_samples
+        return self._guard.clipped_samples
 
     def write(self, block: np.ndarray) -> None:
-        self._audio.write(self._clip(block))
+        self._audio.write(self._guard(block))
         self._mux_video_until(Fraction(self._audio.next_pts, self._audio.sample_rate))
 
     def _mux_video_until(self, time_s: Fraction | None) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import secrets
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import tomli_w
 
+from speakup_fx.atomic import atomic_write
 from speakup_fx.params import PARAM_SPECS, ChainOptions, default_params
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -89,8 +89,13 @@ def load_preset(name_or_path: str | os.PathLike[str]) -> Preset:
             data = tomllib.load(file)
     except OSError as error:
         raise ValueError(f"{path}: cannot read preset: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        bad_byte = error.object[error.start]
+        raise ValueError(f"{path}: not UTF-8 text (byte {bad_byte:#04x} at offset {error.start})") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     return preset_from_dict(data, key_prefix=path.stem)
 
 
@@ -144,15 +149,9 @@ def preset_to_dict(preset: Preset) -> dict[str, object]:
 
 
 def save_preset(preset: Preset, path: str | os.PathLike[str]) -> None:
-    """Write ``preset`` as TOML to ``path`` (temporary file in the same folder, then renamed)."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with temporary.open("xb") as file:
-            tomli_w.dump(preset_to_dict(preset), file)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Write ``preset`` as TOML to ``path`` (atomically)."""
+    with atomic_write(path) as temporary, temporary.open("wb") as file:
+        tomli_w.dump(preset_to_dict(preset), file)
 
 
 def _table(data: Mapping[str, object], section: str, key_prefix: str) -> Mapping[str, object]:

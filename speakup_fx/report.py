@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import math
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 
-from speakup_fx.dsp.loudness import TRUE_PEAK_HALF_TAPS, LoudnessMeter, TruePeakDetector
+from speakup_fx.atomic import atomic_write
+from speakup_fx.dsp.loudness import ABSOLUTE_GATE_LUFS, TRUE_PEAK_HALF_TAPS, LoudnessMeter, TruePeakDetector
 
 SPECTROGRAM_COLUMNS = 600
 """A sketch keeps between this many and twice this many time columns, whatever the length."""
@@ -25,19 +25,30 @@ class SignalSummary:
         self._meter = LoudnessMeter(channels, sample_rate)
         self._peak_detector = TruePeakDetector(channels)
         self._peak = 0.0
+        self.sample_peak = 0.0
+        """Largest absolute sample so far: 0 for digital silence."""
         self.spectrogram = SpectrogramSketch(sample_rate) if spectrogram else None
 
     def add(self, block: np.ndarray) -> None:
-        """Take the next float32 ``(channels, frames)`` block."""
-        self.frames += block.shape[1]
+        """Take the next float32 ``(channels, frames)`` block; ``ValueError`` if it is not finite."""
         self._meter.add(block)
+        self.frames += block.shape[1]
+        self.sample_peak = max(self.sample_peak, float(np.abs(block).max(initial=0.0)))
         self._peak = max(self._peak, float(self._peak_detector.process(block).max(initial=0.0)))
         if self.spectrogram is not None:
             self.spectrogram.add(block)
 
-    def integrated_lufs(self) -> float:
-        """BS.1770 integrated loudness so far (-inf when silent)."""
-        return self._meter.integrated_lufs()
+    def integrated_lufs(self, absolute_gate_lufs: float = ABSOLUTE_GATE_LUFS) -> float:
+        """BS.1770 integrated loudness so far; -inf when no block passes the gates (silent, very quiet or < 400 ms).
+
+        ``absolute_gate_lufs``: see ``LoudnessMeter.integrated_lufs``.
+        """
+        return self._meter.integrated_lufs(absolute_gate_lufs)
+
+    @property
+    def measurable(self) -> bool:
+        """Whether the signal is long enough (400 ms) to have an integrated loudness."""
+        return self._meter.measurable
 
     def true_peak_dbtp(self) -> float:
         """Highest true peak (4x oversampled) so far; -inf when silent."""
@@ -124,12 +135,8 @@ def write_report(path: str | os.PathLike[str], before: SignalSummary, after: Sig
             figure.colorbar(mesh, ax=ax, label="power (dBFS)")
         ax.set_ylabel("frequency (kHz)")
     axes[-1].set_xlabel("time (s)")
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
+    with atomic_write(path) as temporary:
         figure.savefig(temporary, format="png", dpi=100)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _format(value: float) -> str:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from speakup_fx.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,6 @@ def simulated_rooms_cached(cache_dir: str | Path, count: int, sample_rate: int, 
     logger.info("simulating %d small rooms (cached in %s)", count, path)
     rirs = simulate_small_rooms(count, sample_rate, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # ranks may build it at once; each renames atomically
-    np.savez(tmp, **{f"rir{i}": r for i, r in enumerate(rirs)})
-    tmp.replace(path)
+    with atomic_write(path) as temporary:  # ranks may build it at once; each renames atomically
+        np.savez(temporary, **{f"rir{i}": r for i, r in enumerate(rirs)})
     return rirs

@@ -2,7 +2,8 @@
 
 ``LoudnessMeter`` measures a stream in bounded memory (one float per 100 ms step);
 ``integrated_loudness_lufs`` is the same meter run over a whole array. Channels are
-weighted 1.0 (mono and stereo; surround weighting is not implemented).
+weighted 1.0 (mono and stereo; surround weighting is not implemented). Non-finite samples
+are an error, never read as silence: ``-inf`` means that nothing passed the gates.
 """
 
 from __future__ import annotations
@@ -84,12 +85,14 @@ class LoudnessMeter:
         self._partial_frames = 0
 
     def add(self, block: np.ndarray) -> None:
-        """Measure the next ``block`` (``(channels, frames)``; 1-D is mono)."""
+        """Measure the next ``block`` (``(channels, frames)``; 1-D is mono); ``ValueError`` if it is not finite."""
         block = _as_channels(block, "block")
         if block.shape[0] != self.channels:
             raise ValueError(f"block: expected {self.channels} channels, got {block.shape[0]}")
         weighted = self._filter.process(block.astype(np.float64))
         energy = np.sum(weighted * weighted, axis=0)
+        if not math.isfinite(float(energy.sum())):  # float64 energy of float samples overflows only if not finite
+            raise ValueError("block: NaN or infinite samples have no loudness")
         need = self._step_frames - self._partial_frames
         if energy.size < need:
             self._partial_sum += float(energy.sum())
@@ -104,13 +107,22 @@ class LoudnessMeter:
         self._partial_sum = float(tail.sum())
         self._partial_frames = tail.size
 
-    def integrated_lufs(self) -> float:
-        """Gated integrated loudness of everything added so far; ``-inf`` when no block passes the gates."""
+    @property
+    def measurable(self) -> bool:
+        """Whether one 400 ms gating block has been added (shorter signals have no integrated loudness)."""
+        return len(self._steps) >= BLOCK_STEPS
+
+    def integrated_lufs(self, absolute_gate_lufs: float = ABSOLUTE_GATE_LUFS) -> float:
+        """Gated integrated loudness of everything added so far; ``-inf`` when no block passes the gates.
+
+        ``absolute_gate_lufs=-math.inf`` keeps every block that is not digitally silent (after
+        K-weighting) for the relative gate: the loudness of audio quieter than the standard's gate.
+        """
         steps = np.asarray(self._steps)
         if steps.size < BLOCK_STEPS:
             return -math.inf
         blocks = np.lib.stride_tricks.sliding_window_view(steps, BLOCK_STEPS).mean(axis=1)
-        gated = blocks[blocks > 10 ** ((ABSOLUTE_GATE_LUFS + 0.691) / 10)]
+        gated = blocks[blocks > 10 ** ((absolute_gate_lufs + 0.691) / 10)]
         if gated.size == 0:
             return -math.inf
         relative_gate = gated.mean() * 10 ** (RELATIVE_GATE_LU / 10)
@@ -214,10 +226,12 @@ class TruePeakDetector:
 def true_peak_dbtp(audio: np.ndarray, sample_rate: int) -> float:
     """True peak (dBTP) of ``audio`` ``(channels, frames)``: the largest 4x-oversampled absolute value.
 
-    Returns ``-inf`` for digital silence.
+    Returns ``-inf`` for digital silence; ``ValueError`` for non-finite samples.
     """
     audio = _as_channels(audio)
     _check_rate(sample_rate)
+    if not np.isfinite(audio).all():
+        raise ValueError("audio: NaN or infinite samples have no true peak")
     detector = TruePeakDetector(audio.shape[0])
     tail = np.zeros((audio.shape[0], TRUE_PEAK_HALF_TAPS + 1))
     peak = float(detector.process(np.concatenate([audio.astype(np.float64), tail], axis=1)).max(initial=0.0))

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from speakup_fx.atomic import atomic_write
 from speakup_fx.data.corpus import load_mono
 from speakup_fx.train.config import Config, load_config
 from speakup_fx.train.loop import build_degrader, split_speech
@@ -57,9 +57,8 @@ def write_heldout_sets(config: Config, out_dir: str | Path, seed: int = 1234) ->
             scale = min(1.0, PEAK_LIMIT / max(float(np.abs(noisy).max()), float(np.abs(target).max()), 1e-9))
             for kind, audio in (("noisy", noisy), ("clean", target)):
                 path = folder / kind / f"{row.path.stem}.flac"
-                tmp = path.with_name(path.stem + ".tmp.flac")
-                sf.write(tmp, audio * scale, rate, subtype="PCM_24")
-                os.replace(tmp, path)
+                with atomic_write(path) as temporary:
+                    sf.write(temporary, audio * scale, rate, subtype="PCM_24")
         written[name] = len(held_out)
         logger.info("%s: %d pairs in %s", name, len(held_out), folder)
     return written

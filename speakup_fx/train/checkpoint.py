@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
+
+from speakup_fx.atomic import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -14,9 +15,8 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
     """Write ``payload`` (tensors, state dicts, plain config dict, counters) to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as temporary:
+        torch.save({"format_version": FORMAT_VERSION, **payload}, temporary)
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -7,6 +7,8 @@ exactly (the input times a gain); the loudness tests run the real ``SpeakUp``.
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -17,7 +19,9 @@ import pytest
 import soundfile
 from synthetic import noise, noisy_speech, speech_like
 
-from speakup_fx.bounce import TEMP_MARK, BounceError, bounce
+from speakup_fx.atomic import TEMP_PREFIX
+from speakup_fx.bounce import BounceError, FileBounceError, bounce, bounce_file
+from speakup_fx.bounce.progress import ProgressReporter
 from speakup_fx.dsp.loudness import integrated_loudness_lufs, true_peak_dbtp
 from speakup_fx.media import AudioReader
 from speakup_fx.presets import load_preset
@@ -109,7 +113,7 @@ def digest(path: Path) -> str:
 
 
 def leftovers(folder: Path) -> list[Path]:
-    return [path for path in folder.rglob("*") if TEMP_MARK in path.name or path.name.endswith(".tmp")]
+    return [path for path in folder.rglob("*") if path.name.startswith(TEMP_PREFIX) or ".tmp" in path.name]
 
 
 def speech(seconds: float = 1.5, sample_rate: int = RATE, channels: int = 1) -> np.ndarray:
@@ -368,7 +372,7 @@ def test_outputs_are_written_through_a_temporary_file(tmp_path):
 
     bounce(source, tmp_path / "out.wav", overrides=NO_LOUDNESS, effect=DelayEffect(), progress=progress)
     during = {name for names in seen for name in names}
-    assert any(TEMP_MARK in name for name in during), "a temporary file exists while bouncing"
+    assert any(name.startswith(TEMP_PREFIX) for name in during), "a temporary file exists while bouncing"
     assert "out.wav" not in seen[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav"]
 
@@ -424,3 +428,31 @@ def test_reports_for_a_folder_mirror_its_files(tmp_path):
     ]
     with pytest.raises(BounceError, match="must be a folder"):
         bounce(folder, tmp_path / "out2", overrides=NO_LOUDNESS, effect=DelayEffect(), report=tmp_path / "r.png")
+
+
+def test_bounce_file_runs_one_file_without_the_cli_and_returns_its_figures(tmp_path):
+    audio = speech(3.0) * np.float32(0.3)
+    source = encode(tmp_path / "in.wav", audio, RATE)
+    result = bounce_file(source, tmp_path / "sub" / "out.flac", "podcast", effect=DelayEffect(gain=1.0), bit_depth="16")
+    enhanced = decode(tmp_path / "sub" / "out.flac")[0]
+    assert result.ok and result.duration_s == pytest.approx(audio.shape[1] / RATE)
+    assert enhanced.shape == audio.shape
+    assert result.output_lufs == pytest.approx(integrated_loudness_lufs(enhanced, RATE), abs=0.05)
+    assert result.output_lufs == pytest.approx(-16.0, abs=0.3)
+    assert result.gain_db >= -16.0 - integrated_loudness_lufs(audio, RATE)  # the limiter costs loudness, never adds
+    (tmp_path / "bad.wav").write_bytes(b"RIFF" + bytes(60))
+    with pytest.raises(FileBounceError, match="bad.wav: cannot decode"):
+        bounce_file(tmp_path / "bad.wav", tmp_path / "bad-out.wav", "podcast", effect=DelayEffect())
+    assert not (tmp_path / "bad-out.wav").exists()
+
+
+def test_the_progress_reporter_draws_a_bar_on_a_terminal_and_logs_lines_otherwise(caplog):
+    stream = io.StringIO()
+    bar = ProgressReporter(stream, bar=True)
+    bar(Path("a.wav"), "enhance", 30.0, 60.0)
+    bar(Path("a.wav"), "done", 60.0, 60.0)
+    assert stream.getvalue() == "\ra.wav enhance [" + "#" * 15 + " " * 15 + "]  50% 0:30/1:00\n"
+    lines = ProgressReporter(io.StringIO(), bar=False, interval_s=0.0)
+    with caplog.at_level(logging.INFO):
+        lines(Path("a.wav"), "normalise", 75.0, 3700.0)
+    assert "a.wav: normalise 1:15 of 1:01:40" in caplog.text

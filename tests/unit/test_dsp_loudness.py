@@ -127,3 +127,28 @@ def test_true_peak_detector_equals_direct_polyphase_filtering_in_any_blocks():
         detector = TruePeakDetector(2)
         streamed = np.concatenate([detector.process(audio[:, i : i + block]) for i in range(0, audio.shape[-1], block)])
         np.testing.assert_allclose(streamed, direct, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_audio_has_no_loudness_nor_true_peak_rather_than_reading_as_silence(bad):
+    audio = np.array(synthetic.speech_like(1.0, 48_000))
+    audio[0, 1000] = bad
+    meter = LoudnessMeter(1, 48_000)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        meter.add(audio)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        true_peak_dbtp(audio, 48_000)
+
+
+def test_without_the_absolute_gate_very_quiet_speech_has_its_loudness():
+    speech = np.array(synthetic.speech_like(3.0, 48_000))
+    quiet = speech * np.float32(10 ** (-80 / 20))
+    meter = LoudnessMeter(1, 48_000)
+    meter.add(quiet)
+    assert meter.integrated_lufs() == -math.inf  # below BS.1770's -70 LUFS gate
+    assert meter.integrated_lufs(absolute_gate_lufs=-math.inf) == pytest.approx(
+        integrated_loudness_lufs(speech, 48_000) - 80, abs=0.1
+    )
+    silent = LoudnessMeter(1, 48_000)
+    silent.add(np.zeros((1, 48_000), np.float32))
+    assert silent.integrated_lufs(absolute_gate_lufs=-math.inf) == -math.inf

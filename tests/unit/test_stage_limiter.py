@@ -58,3 +58,43 @@ def test_gain_recovers_smoothly_after_a_peak():
     peaks = gain[np.abs(audio[0, 24_000:36_000]) > 0.45]
     assert peaks[0] < 0.95 and peaks[-1] > 0.99  # reduced at the peak, back after 250 ms
     assert np.all(np.diff(peaks) > -1e-3)  # and rising monotonically in between
+
+
+@pytest.mark.parametrize("sample_rate", [44_100, 22_050])
+@pytest.mark.parametrize("material", ["clipped sine 997 Hz", "impulses", "loud speech"])
+def test_at_another_rate_the_ceiling_holds_and_the_timing_is_the_same_in_seconds(sample_rate, material):
+    audio = resample_poly(hard_material()[material], sample_rate // 50, RATE // 50, axis=1).astype(np.float32)
+    stage = TruePeakLimiterStage(audio.shape[0], {"limiter_ceiling_dbtp": -1.0}, sample_rate=sample_rate)
+    assert stage.input_sample_rate == stage.output_sample_rate == sample_rate
+    frames = audio.shape[1] // stage.hop_frames * stage.hop_frames
+    padded = np.concatenate([audio[:, :frames], np.zeros((audio.shape[0], stage.hop_frames), np.float32)], axis=1)
+    out = stage.process(padded)[:, stage.latency_samples : stage.latency_samples + frames]
+    assert true_peak_dbtp(out, sample_rate) <= -1.0 + 0.05
+    at_48k = TruePeakLimiterStage(1, {}).latency_samples
+    lookahead_s = (at_48k - 16 - 1) / RATE  # the 4x interpolator's 16-sample delay and the neighbourhood aside
+    assert (stage.latency_samples - 16 - 1) / sample_rate == pytest.approx(lookahead_s, abs=1 / sample_rate)
+
+
+def recovery_s(sample_rate: int) -> float:
+    """Seconds from a full-scale click on a -6 dBFS tone until the limiter's gain is back within 1 %."""
+    tone = np.array(synthetic.sine(1000.0, 1.0, sample_rate, 1, amplitude=0.5))
+    tone[:, sample_rate // 2] = 1.0
+    stage = TruePeakLimiterStage(1, {"limiter_ceiling_dbtp": -1.0}, sample_rate=sample_rate)
+    frames = tone.shape[1] // stage.hop_frames * stage.hop_frames
+    out = stage.process(tone[:, :frames])[0, stage.latency_samples :]
+    dry = tone[0, : out.size]
+    gain = np.abs(out) / np.maximum(np.abs(dry), 1e-9)
+    after_click = np.arange(out.size) > sample_rate // 2
+    recovered = np.flatnonzero((np.abs(dry) > 0.45) & after_click & (gain > 0.99))
+    return (recovered[0] - sample_rate // 2) / sample_rate
+
+
+@pytest.mark.parametrize("sample_rate", [44_100, 22_050])
+def test_the_release_takes_the_same_time_at_any_rate(sample_rate):
+    assert recovery_s(sample_rate) == pytest.approx(recovery_s(RATE), abs=0.002)  # a 1 kHz peak every 1 ms
+
+
+def test_blocks_that_are_not_whole_hops_are_refused():
+    stage = TruePeakLimiterStage(1, {}, sample_rate=44_100)
+    with pytest.raises(ValueError, match="multiple of 441"):
+        stage.process(np.zeros((1, 480), np.float32))
