@@ -143,6 +143,9 @@ class SpeakUp:
     of the effect.
     """
 
+    converts_sample_rate = True
+    """``process`` takes ``output_sample_rate=`` (see ``speakup_fx.bounce``)."""
+
     denoise_amount = Param("denoise_amount")
     dereverb_amount = Param("dereverb_amount")
     highpass_hz = Param("highpass_hz")
@@ -247,7 +250,7 @@ class SpeakUp:
         """Enhance ``input_array``; see the module docstring for shapes and ``reset``.
 
         ``output_sample_rate`` (a SpeakUp extension; default: ``sample_rate``) makes the engine
-        resample on its way out, once: the output then has ``frames * output_rate // sample_rate``
+        resample on its way out, once: the output then has ``ceil(frames * output_rate / sample_rate)``
         frames per stream. Working memory stays bounded whatever the length (blocks of
         ``buffer_size`` are converted and processed one at a time, into the one output array).
         """

@@ -5,7 +5,7 @@ Audio travels input rate -> resampler to the chain's entry rate (48 kHz, or
 hops through the stages -> resampler from the chain's exit rate to the output
 rate -> output ring. A call
 that brings the stream to ``n`` input frames returns output up to frame
-``n * output_rate // input_rate`` (with equal rates: as many frames as given).
+``ceil(n * output_rate / input_rate)`` (with equal rates: as many frames as given).
 The output ring starts with just enough silence that it never runs dry, and the
 output resampler adds the fraction of a frame that makes the whole delay a
 whole number of output frames, so ``latency_samples`` is the exact delay. The
@@ -186,8 +186,8 @@ class Engine:
         return self._frames_in
 
     def output_frames(self, input_frames: int) -> int:
-        """Output frames for a stream of ``input_frames`` input frames (equal when the rates are)."""
-        return input_frames * self.output_sample_rate // self.sample_rate
+        """Output frames for a stream of ``input_frames`` input frames: every output instant up to the last input's."""
+        return -(-input_frames * self.output_sample_rate // self.sample_rate)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Take float32 ``(channels, frames)``; return the output that the stream so far has made due."""
@@ -230,7 +230,7 @@ class Engine:
         rate_period = self.sample_rate // math.gcd(self.sample_rate, self.output_sample_rate)
         period = hop_period * rate_period // math.gcd(hop_period, rate_period)
         given = np.arange(2 * period + self.sample_rate // 10 + 1, dtype=np.int64)
-        wanted = given * self.output_sample_rate // self.sample_rate
+        wanted = -(-given * self.output_sample_rate // self.sample_rate)
         hops = self._to_engine.outputs_after(given) // self._hop
         wet_deficit = wanted - self._from_engine.outputs_after(hops * self._exit_hop)
         dry_deficit = wanted - self._dry_resampler.outputs_after(given)

@@ -71,7 +71,11 @@ DISK_FULL_BYTES = 1 << 20
 
 
 class Effect(Protocol):
-    """What a bounce needs of an effect: pedalboard-style streaming ``process`` and its latency."""
+    """What a bounce needs of an effect: pedalboard-style streaming ``process`` and its latency.
+
+    An effect whose ``converts_sample_rate`` is true (``SpeakUp``) also takes ``output_sample_rate=``
+    and resamples once, inside its engine; others are resampled after.
+    """
 
     latency_samples: int
 
@@ -331,6 +335,18 @@ class _FileBounce:
         rate, channels, effect = self.input_rate, self.channels, self.effect
         decoded = _observed(self.reader.blocks(BLOCK_FRAMES), before.add, self._progress("enhance", rate))
         effect.reset()
+        if getattr(effect, "converts_sample_rate", False):  # SpeakUp resamples once, inside its engine
+            output_rate = self.output_rate
+            enhanced = aligned_blocks(
+                lambda block: effect.process(
+                    block, rate, buffer_size=BLOCK_FRAMES, reset=False, output_sample_rate=output_rate
+                ),
+                lambda: effect.latency_samples,
+                decoded,
+                channels,
+                output_frames=lambda frames: -(-frames * output_rate // rate),
+            )
+            return self._checked(enhanced, output_rate)
         enhanced = aligned_blocks(
             lambda block: effect.process(block, rate, buffer_size=BLOCK_FRAMES, reset=False),
             lambda: effect.latency_samples,

@@ -20,14 +20,16 @@ def aligned_blocks(
     blocks: Iterable[np.ndarray],
     channels: int,
     hop_frames: int = 1,
+    output_frames: Callable[[int], int] = lambda frames: frames,
 ) -> Iterator[np.ndarray]:
     """Stream float32 ``(channels, n)`` ``blocks`` through ``process``; yield its output aligned with the input.
 
-    ``process`` keeps state between calls, returns as many frames as it is given, delayed by
-    ``latency_samples`` (a callable is read after the first call, for processors that learn
-    their delay from the first block), and is fed whole multiples of ``hop_frames``. The first
-    ``latency_samples`` output frames are dropped and zeros are fed at the end, so the frames
-    yielded number exactly the frames given.
+    ``process`` keeps state between calls, returns ``output_frames(n)`` frames in all for ``n``
+    frames given (as many, unless it changes the rate), delayed by ``latency_samples`` output
+    frames (a callable is read after the first call, for processors that learn their delay from
+    the first block), and is fed whole multiples of ``hop_frames``. The first ``latency_samples``
+    output frames are dropped and zeros are fed at the end, so the frames yielded number exactly
+    ``output_frames(frames given)``.
     """
     pending = np.zeros((channels, 0), np.float32)
     total_in = emitted = 0
@@ -40,7 +42,7 @@ def aligned_blocks(
             to_drop = int(latency_samples() if callable(latency_samples) else latency_samples)
         skipped = min(to_drop, out.shape[1])
         to_drop -= skipped
-        out = out[:, skipped : skipped + total_in - emitted]
+        out = out[:, skipped : skipped + output_frames(total_in) - emitted]
         emitted += out.shape[1]
         return out
 
@@ -55,8 +57,8 @@ def aligned_blocks(
                 yield out
     flushed = 0
     largest_flush = -(-FLUSH_BLOCK_FRAMES // hop_frames) * hop_frames
-    while emitted < total_in:
-        missing = total_in - emitted + (to_drop or 0)
+    while emitted < output_frames(total_in):
+        missing = output_frames(total_in) - emitted + (to_drop or 0)
         frames = min(-(-missing // hop_frames) * hop_frames, largest_flush)
         chunk = np.zeros((channels, frames), np.float32)
         chunk[:, : pending.shape[1]] = pending[:, :frames]

@@ -167,7 +167,7 @@ RESAMPLE_CHUNK_S = 1.0
 def resample(audio: np.ndarray, input_sample_rate: int, output_sample_rate: int) -> np.ndarray:
     """A whole signal, 1-D or ``(channels, frames)``, at ``output_sample_rate``: time-aligned, float32.
 
-    The output has ``frames * output_sample_rate // input_sample_rate`` frames: the same
+    The output has ``ceil(frames * output_sample_rate / input_sample_rate)`` frames (as the engine): the same
     resampler, and so the same band edge, as the engine's streaming path.
     """
     signal = np.asarray(audio, dtype=np.float32)
@@ -175,7 +175,7 @@ def resample(audio: np.ndarray, input_sample_rate: int, output_sample_rate: int)
     if planar.ndim != 2:
         raise ValueError(f"audio must be 1-D or (channels, frames), got shape {signal.shape}")
     resampler = StreamingResampler(planar.shape[0], input_sample_rate, output_sample_rate)
-    frames = planar.shape[1] * resampler.output_sample_rate // resampler.input_sample_rate
+    frames = -(-planar.shape[1] * resampler.output_sample_rate // resampler.input_sample_rate)
     chunk = max(1, int(RESAMPLE_CHUNK_S * resampler.input_sample_rate))
     pieces = [resampler.process(planar[:, start : start + chunk]) for start in range(0, planar.shape[1], chunk)]
     pieces.append(resampler.process(np.zeros((planar.shape[0], resampler.lookahead_frames + 1), np.float32)))
