@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from speakup_fx.dsp.latency import aligned_blocks
 from speakup_fx.dsp.resample import check_sample_rate
 from speakup_fx.params import PARAM_SPECS, ChainOptions, default_params
 from speakup_fx.runtime.device import check_device
@@ -280,28 +281,21 @@ class SpeakUp:
                 )
             engine = self._engine_for(channels, sample_rate, output_rate)
             self._channels_hint, self._layout_hint = channels, layout
-            skip = engine.latency_samples if reset else 0
             wanted = engine.output_frames(engine.frames_in + frames) - engine.output_frames(engine.frames_in)
             result, out = _allocate_output(channels, wanted, layout)
+
+            def step(block: np.ndarray) -> np.ndarray:
+                self._send_pending(engine)
+                return engine.process(block)
+
+            blocks = (np.ascontiguousarray(audio[:, start : start + buffer_size], dtype=np.float32)
+                      for start in range(0, frames, buffer_size))
+            produced = (aligned_blocks(step, engine.latency_samples, blocks, channels, output_frames=engine.output_frames)
+                        if reset else map(step, blocks))
             written = 0
-            # reset=True: flush the latency with the fewest input frames of silence that bring it out
-            flush = ((skip + wanted) * sample_rate + output_rate - 1) // output_rate - frames if reset else 0
-
-            def take(block: np.ndarray) -> None:
-                nonlocal skip, written
-                dropped = min(skip, block.shape[1])
-                skip -= dropped
-                kept = block[:, dropped : dropped + wanted - written]
-                out[:, written : written + kept.shape[1]] = kept
-                written += kept.shape[1]
-
-            for start in range(0, frames, buffer_size):
-                self._send_pending(engine)
-                take(engine.process(np.ascontiguousarray(audio[:, start : start + buffer_size], dtype=np.float32)))
-            silence = np.zeros((channels, min(buffer_size, flush)), np.float32)
-            for start in range(0, flush, buffer_size):
-                self._send_pending(engine)
-                take(engine.process(silence[:, : min(buffer_size, flush - start)]))
+            for block in produced:
+                out[:, written : written + block.shape[1]] = block
+                written += block.shape[1]
             if written != wanted:
                 raise RuntimeError(f"engine returned {written} of {wanted} frames (internal error)")
             self._streaming = self._streaming or frames > 0

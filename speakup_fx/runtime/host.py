@@ -29,6 +29,7 @@ from speakup_fx.runtime.weights import WeightsInfo
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class StreamSpec:
     """What a stream of a model takes and gives, known without loading its weights."""
