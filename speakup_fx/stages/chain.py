@@ -2,8 +2,10 @@
 
 Classic engine: high-pass, de-hum, spectral denoise/dereverb, expander, EQ, leveler, compressor,
 gain, true-peak limiter. Neural engine: the hosted enhancer at its own rate (16 kHz: the engine
-resamples the host's audio straight to it) blended by ``denoise_amount``, 16 -> 48 kHz, then late-reverb suppression by ``dereverb_amount`` (the shipped
-model removes noise and room together, so the room is controlled here), then the same post chain.
+resamples the host's audio straight to it), 16 -> 48 kHz, then the same post chain. A model with
+``denoised`` and ``dereverberated`` outputs is mixed by ``denoise_amount`` and ``dereverb_amount``
+apart; a model that removes noise and room together is blended by ``denoise_amount`` and followed
+by late-reverb suppression for ``dereverb_amount``.
 Stage modules are imported only when used.
 """
 
@@ -25,14 +27,16 @@ def _make(module: str, name: str, *args: object, **kwargs: object) -> Stage:
 
 def _neural_stages(channels: int, params: Mapping[str, float], host: ModelHost) -> list[Stage]:
     from speakup_fx.stages.blend import BlendStage
-    from speakup_fx.stages.neural import ModelStage
+    from speakup_fx.stages.neural import ModelStage, NoiseAndRoomStage
 
-    enhancer = BlendStage(ModelStage(channels, host, ENHANCER_KIND, "enhanced"), "denoise_amount", params)
-    return [
-        enhancer,
-        _make("resample", "ResampleStage", channels, enhancer.output_sample_rate, ENGINE_SAMPLE_RATE),
-        _make("denoise", "SpectralDenoiseStage", channels, params, suppress_noise=False),
-    ]
+    if "dereverberated" in host.describe(ENHANCER_KIND).output_names:  # the model controls noise and room apart
+        enhancer: Stage = NoiseAndRoomStage(channels, host, ENHANCER_KIND, params)
+        room: list[Stage] = []
+    else:  # it removes both together: the room is controlled by late-reverb suppression after it
+        enhancer = BlendStage(ModelStage(channels, host, ENHANCER_KIND, "enhanced"), "denoise_amount", params)
+        room = [_make("denoise", "SpectralDenoiseStage", channels, params, suppress_noise=False)]
+    up = _make("resample", "ResampleStage", channels, enhancer.output_sample_rate, ENGINE_SAMPLE_RATE)
+    return [enhancer, up, *room]
 
 
 def build_chain(
