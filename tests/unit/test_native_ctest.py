@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-NATIVE_TESTS = ["test_ring_buffer", "test_ring_stress", "test_shared_memory"]
+NATIVE_TESTS = ["test_ring_buffer", "test_ring_stress", "test_shared_memory", "test_bridge"]
 
 
 def find_tool(name: str) -> str | None:
