@@ -84,8 +84,11 @@ BRIDGE_MAGIC: Final[int]
 """First 4 bytes of every bridge segment (bytes ``b"SUBG"``)."""
 BRIDGE_PROTOCOL_VERSION: Final[int]
 
+def bridge_runtime_dir() -> str:
+    """``$XDG_RUNTIME_DIR/speakup`` or ``/tmp/speakup-u<euid>``: the server's lock and log live there."""
+
 def bridge_segment_prefix() -> str:
-    """``"speakup-u<euid>-"``: the name prefix of every bridge segment of this user."""
+    """``"speakup-u<euid>-<runtime dir hash>-"``: the prefix of this user's (and runtime dir's) segments."""
 
 class BridgeSegment:
     """One plugin instance's shared-memory segment (see ``native/include/speakup/bridge.hpp``).
@@ -102,7 +105,7 @@ class BridgeSegment:
         sample_rate_hz: int,
         block_frames: int,
         param_count: int,
-        latency_samples: int,
+        wet_latency_samples: int,
         ring_capacity_frames: int,
     ) -> BridgeSegment:
         """Create a segment (mode 0600); ``BridgeError`` for a geometry out of range."""
@@ -120,7 +123,7 @@ class BridgeSegment:
     @property
     def param_count(self) -> int: ...
     @property
-    def latency_samples(self) -> int: ...
+    def wet_latency_samples(self) -> int: ...
     @property
     def ring_capacity_frames(self) -> int: ...
     @property

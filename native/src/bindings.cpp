@@ -149,14 +149,14 @@ std::uint32_t u32(std::int64_t value, const char* name) {
 
 std::shared_ptr<Segment> create_segment(const std::string& name, std::int64_t channels,
                                         std::int64_t sample_rate_hz, std::int64_t block_frames,
-                                        std::int64_t param_count, std::int64_t latency_samples,
+                                        std::int64_t param_count, std::int64_t wet_latency_samples,
                                         std::int64_t ring_capacity_frames) {
   speakup::bridge::Geometry geometry;
   geometry.channels = u32(channels, "channels");
   geometry.sample_rate_hz = u32(sample_rate_hz, "sample_rate_hz");
   geometry.block_frames = u32(block_frames, "block_frames");
   geometry.param_count = u32(param_count, "param_count");
-  geometry.latency_samples = u32(latency_samples, "latency_samples");
+  geometry.wet_latency_samples = u32(wet_latency_samples, "wet_latency_samples");
   geometry.ring_capacity_frames = non_negative(ring_capacity_frames, "ring_capacity_frames");
   return std::make_shared<Segment>(Segment::create(name, geometry));
 }
@@ -228,8 +228,10 @@ PYBIND11_MODULE(_native, m) {
   py::register_exception<speakup::bridge::BridgeError>(m, "BridgeError", PyExc_ValueError);
   m.attr("BRIDGE_MAGIC") = speakup::bridge::kMagic;
   m.attr("BRIDGE_PROTOCOL_VERSION") = speakup::bridge::kProtocolVersion;
+  m.def("bridge_runtime_dir", &speakup::bridge::runtime_dir,
+        "The user's directory for the model server's lock and log (what the plugin also uses).");
   m.def("bridge_segment_prefix", &speakup::bridge::segment_prefix,
-        "'speakup-u<euid>-': the name prefix of every bridge segment of this user.");
+        "'speakup-u<euid>-<runtime dir hash>-': the prefix of this user's (and runtime dir's) segments.");
 
   py::class_<Segment, std::shared_ptr<Segment>>(
       m, "BridgeSegment",
@@ -237,7 +239,7 @@ PYBIND11_MODULE(_native, m) {
       "rings, heartbeats and futex wake-up words (see native/include/speakup/bridge.hpp).")
       .def_static("create", &create_segment, py::arg("name"), py::arg("channels"),
                   py::arg("sample_rate_hz"), py::arg("block_frames"), py::arg("param_count"),
-                  py::arg("latency_samples"), py::arg("ring_capacity_frames"),
+                  py::arg("wet_latency_samples"), py::arg("ring_capacity_frames"),
                   "Create a segment (the plugin's side); ValueError for a geometry out of range.")
       .def_static(
           "attach", [](const std::string& name) { return std::make_shared<Segment>(Segment::attach(name)); },
@@ -249,7 +251,7 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("sample_rate_hz", [](const Segment& s) { return s.geometry().sample_rate_hz; })
       .def_property_readonly("block_frames", [](const Segment& s) { return s.geometry().block_frames; })
       .def_property_readonly("param_count", [](const Segment& s) { return s.geometry().param_count; })
-      .def_property_readonly("latency_samples", [](const Segment& s) { return s.geometry().latency_samples; })
+      .def_property_readonly("wet_latency_samples", [](const Segment& s) { return s.geometry().wet_latency_samples; })
       .def_property_readonly("ring_capacity_frames",
                              [](const Segment& s) { return s.geometry().ring_capacity_frames; })
       .def_property_readonly("total_bytes", [](const Segment& s) { return s.layout().total_bytes; })

@@ -84,7 +84,7 @@ TEST_CASE(attach_sees_the_creators_geometry_parameters_and_rings) {
   CHECK(server.geometry().sample_rate_hz == 48000);
   CHECK(server.geometry().block_frames == 512);
   CHECK(server.geometry().param_count == 17);
-  CHECK(server.geometry().latency_samples == 1024);
+  CHECK(server.geometry().wet_latency_samples == 1024);
   CHECK(server.geometry().ring_capacity_frames == 4096);
   CHECK(server.creator_pid() == static_cast<std::uint32_t>(::getpid()));
   CHECK(server.memory().size_bytes() == server.layout().total_bytes);

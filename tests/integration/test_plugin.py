@@ -1,16 +1,15 @@
-"""SpeakUp.vst3 built with CMake (DPF from dpf-source) and hosted by pedalboard.
+"""SpeakUp.vst3 built with CMake (DPF from dpf-source) and hosted by pedalboard, without a server.
 
-There is no model server yet, so the plugin runs in its documented fallback: the dry
-input delayed by exactly the latency it reports. These tests check that contract,
-the parameters and programs a host sees, and the build's flags.
+The bundles here are not installed (no interpreter recorded), so the plugin never starts a
+server and runs in its fallback: the dry input delayed by exactly the latency it reports.
+These tests check that contract, the parameters and programs a host sees, and the build's
+flags; tests/integration/test_plugin_server.py covers the plugin with its server.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,12 +17,10 @@ import numpy as np
 import pedalboard
 import pytest
 
+from plugin_build import BUILD_DIR, REPO_ROOT, plugin_bundles
 from speakup_fx.params import PARAMS
 from speakup_fx.presets import list_presets, load_preset
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_DIR = REPO_ROOT / "build" / "plugin-tests"  # ignored by git; reused across runs (incremental)
-DPF_DIR = Path("/usr/share/dpf")
 SAMPLE_RATE = 48000
 
 sys.path.insert(0, str(REPO_ROOT / "plugin"))
@@ -40,22 +37,7 @@ def engine_latency_bound_ms() -> int:
 
 @pytest.fixture(scope="module")
 def bundles() -> dict[str, Path]:
-    if not (DPF_DIR / "cmake" / "DPF-plugin.cmake").exists():
-        pytest.skip("dpf-source is not installed (apt-get install dpf-source)")
-    from tests.unit.test_native_ctest import find_tool
-
-    cmake = find_tool("cmake")
-    if cmake is None:
-        pytest.skip("cmake is not installed")
-    env = {**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
-    configure = [
-        cmake, "-S", str(REPO_ROOT), "-B", str(BUILD_DIR), "-DCMAKE_BUILD_TYPE=Release",
-        "-DSPEAKUP_BUILD_PYTHON=OFF", "-DSPEAKUP_BUILD_PLUGIN=ON", "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
-    ]  # fmt: skip
-    for command in (configure, [cmake, "--build", str(BUILD_DIR)]):
-        step = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-        assert step.returncode == 0, step.stdout + step.stderr
-    return {name: BUILD_DIR / "bin" / f"{name}.vst3" for name in ("SpeakUp", "SpeakUpMono")}
+    return plugin_bundles()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@
 //   offset  size  field
 //   ------  ----  ------------------------------------------------------------
 //        0    72  BridgeDescriptor: magic "SUBG", version, channels,
-//                 sample_rate_hz, block_frames, param_count, latency_samples,
+//                 sample_rate_hz, block_frames, param_count, wet_latency_samples,
 //                 creator_pid (u32 each); ring_capacity_frames, params_offset,
 //                 input_offset, output_offset, total_bytes (u64 each)
 //       72    56  zero
@@ -48,6 +48,7 @@
 
 #include <atomic>
 #include <climits>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -67,7 +68,7 @@ inline constexpr std::uint32_t kMaxSampleRateHz = 384000;
 inline constexpr std::uint32_t kMaxBlockFrames = 1u << 16;
 inline constexpr std::uint32_t kMaxParams = 256;
 inline constexpr std::uint64_t kMaxRingCapacityFrames = 1u << 22;
-inline constexpr std::uint32_t kMaxLatencySamples = 1u << 22;
+inline constexpr std::uint32_t kMaxWetLatencySamples = 1u << 22;
 
 /// Raised when a segment is foreign, malformed or the requested geometry is out of range.
 class BridgeError : public std::invalid_argument {
@@ -83,7 +84,7 @@ struct BridgeDescriptor {
   std::uint32_t sample_rate_hz;
   std::uint32_t block_frames;     // the most frames the client writes per host block
   std::uint32_t param_count;
-  std::uint32_t latency_samples;  // what the plugin reports to its host
+  std::uint32_t wet_latency_samples;  // delay the server's output must have behind its input
   std::uint32_t creator_pid;
   std::uint64_t ring_capacity_frames;
   std::uint64_t params_offset;
@@ -129,7 +130,7 @@ struct Geometry {
   std::uint32_t sample_rate_hz = 0;
   std::uint32_t block_frames = 0;
   std::uint32_t param_count = 0;
-  std::uint32_t latency_samples = 0;
+  std::uint32_t wet_latency_samples = 0;
   std::uint64_t ring_capacity_frames = 0;
 
   /// Throws BridgeError naming the first field out of range.
@@ -138,7 +139,7 @@ struct Geometry {
     check("sample_rate_hz", sample_rate_hz, kMinSampleRateHz, kMaxSampleRateHz);
     check("block_frames", block_frames, 1, kMaxBlockFrames);
     check("param_count", param_count, 0, kMaxParams);
-    check("latency_samples", latency_samples, 0, kMaxLatencySamples);
+    check("wet_latency_samples", wet_latency_samples, 0, kMaxWetLatencySamples);
     check("ring_capacity_frames", ring_capacity_frames, block_frames, kMaxRingCapacityFrames);
   }
 
@@ -170,8 +171,25 @@ struct Layout {
   }
 };
 
-/// "speakup-u<euid>-": every segment of this user starts with it (the server lists them).
-inline std::string segment_prefix() { return "speakup-u" + std::to_string(::geteuid()) + "-"; }
+/// The user's runtime directory for the server's lock and log: $XDG_RUNTIME_DIR/speakup,
+/// or /tmp/speakup-u<euid> without it (the server creates it with mode 0700).
+inline std::string runtime_dir() {
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/speakup";
+  return "/tmp/speakup-u" + std::to_string(::geteuid());
+}
+
+/// "speakup-u<euid>-<runtime dir hash>-": every segment of this user and runtime directory
+/// starts with it. The server lists these; a server with another runtime directory (another
+/// lock, e.g. a test's) never sees them.
+inline std::string segment_prefix() {
+  std::uint32_t hash = 2166136261u;  // FNV-1a
+  for (const char c : runtime_dir()) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619u;
+  static const char digits[] = "0123456789abcdef";
+  std::string hex;
+  for (int shift = 28; shift >= 0; shift -= 4) hex += digits[(hash >> shift) & 0xfu];
+  return "speakup-u" + std::to_string(::geteuid()) + "-" + hex + "-";
+}
 
 /// The segment name of instance `instance` of this process.
 inline std::string segment_name(std::uint64_t instance) {
@@ -222,7 +240,7 @@ class Segment {
     d.sample_rate_hz = geometry.sample_rate_hz;
     d.block_frames = geometry.block_frames;
     d.param_count = geometry.param_count;
-    d.latency_samples = geometry.latency_samples;
+    d.wet_latency_samples = geometry.wet_latency_samples;
     d.creator_pid = static_cast<std::uint32_t>(::getpid());
     d.ring_capacity_frames = geometry.ring_capacity_frames;
     d.params_offset = layout.params_offset;
@@ -260,7 +278,7 @@ class Segment {
     geometry.sample_rate_hz = d.sample_rate_hz;
     geometry.block_frames = d.block_frames;
     geometry.param_count = d.param_count;
-    geometry.latency_samples = d.latency_samples;
+    geometry.wet_latency_samples = d.wet_latency_samples;
     geometry.ring_capacity_frames = d.ring_capacity_frames;
     try {
       geometry.validate();
