@@ -10,6 +10,8 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -115,7 +117,19 @@ def test_a_pedalboard_chain_with_the_plugin_equals_the_python_board(environment,
     assert np.abs(rendered - dry).max() > 100 * TOLERANCE  # the server really processed it
 
 
-def test_reset_true_and_new_instances_reuse_the_one_running_server(environment):
+# An instance in another process (same HOME and runtime dir, inherited from the test).
+OTHER_PROCESS = """
+import sys
+import numpy as np
+import pedalboard
+plugin = pedalboard.load_plugin(sys.argv[1])
+audio = np.random.default_rng(0).uniform(-0.3, 0.3, (2, 48000)).astype(np.float32)
+out = plugin(audio, 48000)
+print("enhanced" if np.abs(out - audio).max() > 1e-3 else "dry")
+"""
+
+
+def test_reset_true_and_instances_in_two_processes_share_the_one_running_server(environment):
     bundle, runtime = environment
     audio = speech(0.3)
     first, second = load(bundle), load(bundle)
@@ -124,6 +138,11 @@ def test_reset_true_and_new_instances_reuse_the_one_running_server(environment):
     assert pid and process_alive(pid)
     for plugin in (first, second, first):
         plugin(audio, SAMPLE_RATE, reset=True)
+    other_process = subprocess.run(
+        [sys.executable, "-c", OTHER_PROCESS, str(bundle)], capture_output=True, text=True, timeout=300
+    )
+    assert other_process.returncode == 0, other_process.stderr
+    assert other_process.stdout.split()[-1] == "enhanced"
     assert server_pid(runtime) == pid
     assert serving_processes(runtime) == [pid]
 
