@@ -143,9 +143,10 @@ class SpeakUpPlugin : public Plugin {
 
   void run(const float** inputs, float** outputs, uint32_t frames) override {
     processing_started_.store(true, std::memory_order_release);
-    if (offline_.load(std::memory_order_relaxed) && current_ == nullptr) {
-      // A bounce must not start before its stream exists: the worker makes it within ~10 ms
-      // of the first run() call when a server runs or is starting (and then says so).
+    if (offline_.load(std::memory_order_relaxed) && (current_ == nullptr || !session_ok_)) {
+      // A bounce must not run ahead of its stream: the worker makes one within ~10 ms of the
+      // first run() call, or of a failed session, when a server runs or is starting (and
+      // says so when none will: then the bounce goes on dry).
       for (int i = 0; i < 2000 && pending_.load(std::memory_order_acquire) == nullptr &&
                       !(worker_decided_.load(std::memory_order_acquire) && !server_expected_.load());
            ++i) {
@@ -255,6 +256,8 @@ class SpeakUpPlugin : public Plugin {
     }
   }
 
+  /// Audio thread, or the worker before publishing a segment. The program index goes last:
+  /// the server starts a stream only once every slot of the block was written.
   void write_params(Segment& segment) {
     for (uint32_t i = 0; i < kParamCount; ++i) segment.set_param(i, values_[i].load());
     segment.set_param(kParamCount, static_cast<float>(program_.load()));
@@ -271,8 +274,6 @@ class SpeakUpPlugin : public Plugin {
     received_ = 0;
     session_ok_ = true;
     gain_ = 0.0f;
-    write_params(*fresh);
-    params_changed_.store(false, std::memory_order_relaxed);
   }
 
   void delay_dry(const float** in, uint32_t n) {
@@ -341,7 +342,9 @@ class SpeakUpPlugin : public Plugin {
       live = create_segment();
       beat = 0;
       beat_ms = now;
-      if (live != nullptr) pending_.store(live, std::memory_order_release);
+      if (live == nullptr) continue;
+      write_params(*live);  // before the audio thread (or the server) uses it
+      pending_.store(live, std::memory_order_release);
     }
   }
 

@@ -113,6 +113,8 @@ class Server:
             self.refused.add(name)
             return
         generation = segment.params_generation
+        if generation < segment.param_count:  # the plugin has not written its whole block yet
+            return
         params, program = params_of(segment)
         for slot in self.slots.values():  # building an engine may take a while: others must not think us dead
             slot.segment.beat_server()
