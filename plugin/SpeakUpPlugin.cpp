@@ -18,7 +18,9 @@
 // while loading) does everything else: it waits for the first run() call, creates the
 // instance's segment, starts the server if none runs, watches the server's heartbeat and
 // opens a fresh segment (= a fresh server-side stream) after a server died, a ring was
-// found corrupt or the server dropped the slot. Segments pass from the worker to the
+// found corrupt or the server dropped the slot. It acts only while the host calls run()
+// (within the last second) and gives the stream back after 5 s without run() calls, so
+// a stopped (or leaked) instance never keeps a server alive or restarts one. Segments pass from the worker to the
 // audio thread through one atomic pointer and come back through another for deletion.
 //
 // Offline rendering: DPF's VST3 wrapper ignores the host's process mode, so the build
@@ -62,6 +64,8 @@ constexpr std::uint32_t kFadeFrames = 256;
 constexpr std::int64_t kHeartbeatTimeoutMs = 2000;     // a server silent this long is dead
 constexpr std::int64_t kServerStartTimeoutMs = 30000;  // offline: python + torch import + engine
 constexpr std::int64_t kRestartBackoffMs = 5000;
+constexpr std::int64_t kActiveWindowMs = 1000;  // run() called this recently: the host is running us
+constexpr std::int64_t kIdleReleaseMs = 5000;   // no run() for this long: give the stream back
 constexpr int kVst3ProcessModeOffline = 2;  // V3_OFFLINE
 
 std::uint32_t wet_latency_samples_at(double sample_rate) {
@@ -143,6 +147,8 @@ class SpeakUpPlugin : public Plugin {
 
   void run(const float** inputs, float** outputs, uint32_t frames) override {
     processing_started_.store(true, std::memory_order_release);
+    runs_.fetch_add(1, std::memory_order_relaxed);
+    if (released_.exchange(false, std::memory_order_acq_rel)) session_ok_ = false;
     if (offline_.load(std::memory_order_relaxed) && (current_ == nullptr || !session_ok_)) {
       // A bounce must not run ahead of its stream: the worker makes one within ~10 ms of the
       // first run() call, or of a failed session, when a server runs or is starting (and
@@ -151,6 +157,7 @@ class SpeakUpPlugin : public Plugin {
                       !(worker_decided_.load(std::memory_order_acquire) && !server_expected_.load());
            ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        runs_.fetch_add(1, std::memory_order_relaxed);
       }
     }
     take_new_segment();
@@ -230,6 +237,7 @@ class SpeakUpPlugin : public Plugin {
       const std::uint32_t seen = segment.client_wake_count();
       if (static_cast<std::int64_t>(received_ + segment.output().available()) >= needed) return;
       segment.wait_client(seen, 5'000'000);
+      runs_.fetch_add(1, std::memory_order_relaxed);  // still running us: the worker stays active
       const std::int64_t now = now_ms();
       if (segment.server_heartbeat() != last_beat) {
         last_beat = segment.server_heartbeat();
@@ -315,11 +323,27 @@ class SpeakUpPlugin : public Plugin {
     Segment* live = nullptr;  // the newest segment published (owned by the audio thread once taken)
     std::uint64_t beat = 0;
     std::int64_t beat_ms = now_ms(), started_ms = -kRestartBackoffMs;
+    std::uint64_t runs_seen = 0;
+    std::int64_t last_run_ms = now_ms();
     while (!wake_.wait_for(lock, std::chrono::milliseconds(10), [this] { return stop_; })) {
       if (!processing_started_.load(std::memory_order_acquire)) continue;
       retire(retired_.exchange(nullptr, std::memory_order_acq_rel));
       if (pending_.load() != nullptr) continue;  // the audio thread has not taken the last one yet
       const std::int64_t now = now_ms();
+      if (runs_.load(std::memory_order_relaxed) != runs_seen) {
+        runs_seen = runs_.load(std::memory_order_relaxed);
+        last_run_ms = now;
+      }
+      // Only an instance the host is running keeps a stream and (re)starts servers: a stopped
+      // transport, or an instance a host leaked, lets the server go idle and exit.
+      if (now - last_run_ms > kActiveWindowMs) {
+        if (live != nullptr && now - last_run_ms > kIdleReleaseMs) {
+          release(live);  // the audio thread drops it (and asks for a fresh one) when run() resumes
+          live = nullptr;
+          released_.store(true, std::memory_order_release);
+        }
+        continue;
+      }
       bool fresh_needed = live == nullptr || reconnect_.exchange(false) || live->broken();
       if (live != nullptr && !fresh_needed) {
         const std::uint64_t current = live->server_heartbeat();
@@ -369,13 +393,18 @@ class SpeakUpPlugin : public Plugin {
     return ::stat(("/dev/shm" + segment.memory().posix_name()).c_str(), &info) == 0;
   }
 
-  static void retire(Segment* segment) {
-    if (segment == nullptr) return;
+  /// Removes a segment's name (the server then closes its slot); the mapping stays valid.
+  static void release(Segment* segment) {
     try {
       segment->unlink();
     } catch (const std::exception&) {
-      // the server already removed it
+      // the server or the worker removed it already
     }
+  }
+
+  static void retire(Segment* segment) {
+    if (segment == nullptr) return;
+    release(segment);
     delete segment;
   }
 
@@ -426,6 +455,8 @@ class SpeakUpPlugin : public Plugin {
   std::atomic<Segment*> retired_{nullptr};
   std::atomic<bool> processing_started_{false};
   std::atomic<bool> reconnect_{false};
+  std::atomic<bool> released_{false};  // the worker gave the current stream back while idle
+  std::atomic<std::uint64_t> runs_{0};  // run() calls, for the worker to see the host is running us
   std::atomic<bool> server_expected_{false};  // a server runs or is starting: offline waits for it
   std::atomic<bool> worker_decided_{false};   // server_expected_ holds the worker's first verdict
 

@@ -34,7 +34,8 @@ def _build() -> str:
     env = {**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
     configure = [
         cmake, "-S", str(REPO_ROOT), "-B", str(BUILD_DIR), "-DCMAKE_BUILD_TYPE=Release",
-        "-DSPEAKUP_BUILD_PYTHON=OFF", "-DSPEAKUP_BUILD_PLUGIN=ON", "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
+        "-DSPEAKUP_BUILD_PYTHON=OFF", "-DSPEAKUP_BUILD_PLUGIN=ON", "-DSPEAKUP_BUILD_PLUGIN_TEST_HOST=ON",
+        "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
     ]  # fmt: skip
     for command in (configure, [cmake, "--build", str(BUILD_DIR)]):
         step = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -43,7 +44,10 @@ def _build() -> str:
 
 
 def plugin_bundles() -> dict[str, Path]:
-    """{"SpeakUp": stereo bundle, "SpeakUpMono": mono bundle}; skips the test where DPF or cmake is missing."""
+    """{"SpeakUp": stereo bundle, "SpeakUpMono": mono bundle}; skips the test where DPF or cmake is missing.
+
+    The same build holds SpeakUp-ladspa.so and realtime_host (plugin/tests/realtime_host.cpp).
+    """
     reason = _build()
     if reason:
         pytest.skip(reason)
