@@ -437,7 +437,7 @@ class SpeakUpPlugin : public Plugin {
   }
 
   std::atomic<float> values_[kParamCount];
-  std::atomic<uint32_t> program_{0};
+  std::atomic<uint32_t> program_{kProgramCount};  // none loaded yet: the server runs the default chain
   std::atomic<bool> params_changed_{true};
   std::atomic<bool> offline_{false};
 

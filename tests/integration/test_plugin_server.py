@@ -120,6 +120,13 @@ def test_a_pedalboard_chain_with_the_plugin_equals_the_python_board(environment,
     assert np.abs(rendered - dry).max() > 100 * TOLERANCE  # the server really processed it
 
 
+def test_an_instance_with_no_program_loaded_runs_the_default_chain(environment):
+    bundle, _ = environment
+    audio = speech(0.5)
+    rendered = pedalboard.load_plugin(str(bundle))(audio, SAMPLE_RATE, buffer_size=512)
+    assert np.abs(rendered - SpeakUp()(audio, SAMPLE_RATE, buffer_size=512)).max() <= TOLERANCE
+
+
 # An instance in another process (same HOME and runtime dir, inherited from the test).
 OTHER_PROCESS = """
 import sys
