@@ -30,6 +30,9 @@ class SharedMemory:
         """The segment's name, without the leading ``/``."""
     @property
     def size_bytes(self) -> int: ...
+    @property
+    def broken(self) -> bool:
+        """True once a peer truncated the segment (the mapping now reads zeros)."""
     def unlink(self) -> None:
         """Remove the segment's name; existing mappings stay valid."""
     def __buffer__(self, flags: int, /) -> memoryview: ...
@@ -70,3 +73,91 @@ class RingBuffer:
     @staticmethod
     def attach_in(shm: SharedMemory, offset_bytes: int) -> RingBuffer:
         """Attach to the ring created in ``shm`` at ``offset_bytes``; ``ValueError`` if invalid."""
+    @property
+    def corrupt(self) -> bool:
+        """True while the counters claim more frames than the ring holds (a peer wrote them)."""
+
+class BridgeError(ValueError):
+    """A bridge segment is foreign (wrong magic), of another protocol version, or malformed."""
+
+BRIDGE_MAGIC: Final[int]
+"""First 4 bytes of every bridge segment (bytes ``b"SUBG"``)."""
+BRIDGE_PROTOCOL_VERSION: Final[int]
+
+def bridge_runtime_dir() -> str:
+    """``$XDG_RUNTIME_DIR/speakup`` or ``/tmp/speakup-u<euid>``: the server's lock and log live there."""
+
+def bridge_segment_prefix() -> str:
+    """``"speakup-u<euid>-<runtime dir hash>-"``: the prefix of this user's (and runtime dir's) segments."""
+
+class BridgeSegment:
+    """One plugin instance's shared-memory segment (see ``native/include/speakup/bridge.hpp``).
+
+    The plugin creates it and writes ``input``; the server attaches and writes ``output``.
+    Geometry is validated and copied once at create/attach; a peer that rewrites or
+    truncates the segment cannot make either side touch memory outside it.
+    """
+
+    @staticmethod
+    def create(
+        name: str,
+        channels: int,
+        sample_rate_hz: int,
+        block_frames: int,
+        param_count: int,
+        wet_latency_samples: int,
+        ring_capacity_frames: int,
+    ) -> BridgeSegment:
+        """Create a segment (mode 0600); ``BridgeError`` for a geometry out of range."""
+    @staticmethod
+    def attach(name: str) -> BridgeSegment:
+        """Attach; ``BridgeError`` (foreign/malformed), ``ValueError`` (owner/mode), ``FileNotFoundError``."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def sample_rate_hz(self) -> int: ...
+    @property
+    def block_frames(self) -> int: ...
+    @property
+    def param_count(self) -> int: ...
+    @property
+    def wet_latency_samples(self) -> int: ...
+    @property
+    def ring_capacity_frames(self) -> int: ...
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def creator_pid(self) -> int: ...
+    @property
+    def broken(self) -> bool:
+        """True once a peer truncated the segment (the mapping now reads zeros)."""
+    @property
+    def input(self) -> RingBuffer:
+        """Plugin writes, server reads."""
+    @property
+    def output(self) -> RingBuffer:
+        """Server writes, plugin reads."""
+    def params(self) -> npt.NDArray[np.float32]: ...
+    def set_param(self, index: int, value: float) -> None: ...
+    @property
+    def params_generation(self) -> int: ...
+    def beat_client(self) -> None: ...
+    def beat_server(self) -> None: ...
+    @property
+    def client_heartbeat(self) -> int: ...
+    @property
+    def server_heartbeat(self) -> int: ...
+    server_pid: int
+    def wake_server(self) -> None: ...
+    def wake_client(self) -> None: ...
+    @property
+    def server_wake_count(self) -> int: ...
+    @property
+    def client_wake_count(self) -> int: ...
+    def wait_server(self, seen: int, timeout_s: float) -> bool:
+        """Sleep while ``server_wake_count == seen``, at most ``timeout_s``; True if it changed."""
+    def wait_client(self, seen: int, timeout_s: float) -> bool:
+        """Sleep while ``client_wake_count == seen``, at most ``timeout_s``; True if it changed."""
+    def unlink(self) -> None: ...

@@ -1,6 +1,6 @@
 """The ``speakup`` command.
 
-Subcommands: ``bounce``, ``presets``, ``train``, ``eval``, ``demo``. Each lives in the
+Subcommands: ``bounce``, ``presets``, ``train``, ``eval``, ``demo``, ``serve``, ``install-plugin``. Each lives in the
 module that owns it, which provides ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their subcommand runs.
 
@@ -23,6 +23,8 @@ SUBCOMMANDS = {
     "train": ("speakup_fx.train.cli", "train the enhancement model (launch with torchrun for DDP)"),
     "eval": ("speakup_fx.eval.cli", "score noisy input, the classic engine and the model"),
     "demo": ("speakup_fx.demo", "enhance a generated (or your own) example recording with a preset"),
+    "serve": ("speakup_fx.server.serve", "run the per-user model server behind SpeakUp.vst3 (the plugin starts it)"),
+    "install-plugin": ("speakup_fx.server.install", "install SpeakUp VST3 bundles to ~/.vst3 and record this interpreter"),
 }
 
 

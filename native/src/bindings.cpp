@@ -1,4 +1,4 @@
-// pybind11 module speakup_fx._native: the ring buffer and shared memory.
+// pybind11 module speakup_fx._native: the ring buffer, shared memory and the bridge segment.
 //
 // Arrays cross the boundary without conversion: blocks must already be
 // float32 (channels, frames) with contiguous frames; anything else raises
@@ -11,6 +11,7 @@
 #include <string>
 #include <system_error>
 
+#include "speakup/bridge.hpp"
 #include "speakup/ring_buffer.hpp"
 #include "speakup/shared_memory.hpp"
 
@@ -136,6 +137,38 @@ py::array_t<float> read_block(PyRing& ring, std::int64_t max_frames) {
   return out;
 }
 
+using speakup::bridge::Segment;
+
+std::uint32_t u32(std::int64_t value, const char* name) {
+  if (value < 0 || value > UINT32_MAX) {
+    throw py::value_error(std::string(name) + " = " + std::to_string(value) +
+                          " is outside [0, 2^32)");
+  }
+  return static_cast<std::uint32_t>(value);
+}
+
+std::shared_ptr<Segment> create_segment(const std::string& name, std::int64_t channels,
+                                        std::int64_t sample_rate_hz, std::int64_t block_frames,
+                                        std::int64_t param_count, std::int64_t wet_latency_samples,
+                                        std::int64_t ring_capacity_frames) {
+  speakup::bridge::Geometry geometry;
+  geometry.channels = u32(channels, "channels");
+  geometry.sample_rate_hz = u32(sample_rate_hz, "sample_rate_hz");
+  geometry.block_frames = u32(block_frames, "block_frames");
+  geometry.param_count = u32(param_count, "param_count");
+  geometry.wet_latency_samples = u32(wet_latency_samples, "wet_latency_samples");
+  geometry.ring_capacity_frames = non_negative(ring_capacity_frames, "ring_capacity_frames");
+  return std::make_shared<Segment>(Segment::create(name, geometry));
+}
+
+/// The waits release the GIL; timeouts are in seconds like the rest of Python.
+std::uint64_t timeout_ns(double timeout_s) {
+  if (!(timeout_s >= 0.0) || timeout_s > 3600.0) {
+    throw py::value_error("timeout_s must be in [0, 3600], got " + std::to_string(timeout_s));
+  }
+  return static_cast<std::uint64_t>(timeout_s * 1e9);
+}
+
 void translate_system_error(std::exception_ptr pointer) {
   try {
     if (pointer) {
@@ -179,6 +212,8 @@ PYBIND11_MODULE(_native, m) {
           "name", [](const speakup::SharedMemory& shm) { return shm.posix_name().substr(1); },
           "The segment's name, without the leading '/'.")
       .def_property_readonly("size_bytes", &speakup::SharedMemory::size_bytes)
+      .def_property_readonly("broken", &speakup::SharedMemory::broken,
+                             "True once a peer truncated the segment (the mapping now reads zeros).")
       .def("unlink", py::overload_cast<>(&speakup::SharedMemory::unlink, py::const_),
            "Remove the segment's name; existing mappings stay valid.")
       .def_buffer([](speakup::SharedMemory& shm) {
@@ -188,6 +223,100 @@ PYBIND11_MODULE(_native, m) {
       .def("__repr__", [](const speakup::SharedMemory& shm) {
         return "SharedMemory(name='" + shm.posix_name().substr(1) +
                "', size_bytes=" + std::to_string(shm.size_bytes()) + ")";
+      });
+
+  py::register_exception<speakup::bridge::BridgeError>(m, "BridgeError", PyExc_ValueError);
+  m.attr("BRIDGE_MAGIC") = speakup::bridge::kMagic;
+  m.attr("BRIDGE_PROTOCOL_VERSION") = speakup::bridge::kProtocolVersion;
+  m.def("bridge_runtime_dir", &speakup::bridge::runtime_dir,
+        "The user's directory for the model server's lock and log (what the plugin also uses).");
+  m.def("bridge_segment_prefix", &speakup::bridge::segment_prefix,
+        "'speakup-u<euid>-<runtime dir hash>-': the prefix of this user's (and runtime dir's) segments.");
+
+  py::class_<Segment, std::shared_ptr<Segment>>(
+      m, "BridgeSegment",
+      "One plugin instance's shared-memory segment: header, parameter block, input and output "
+      "rings, heartbeats and futex wake-up words (see native/include/speakup/bridge.hpp).")
+      .def_static("create", &create_segment, py::arg("name"), py::arg("channels"),
+                  py::arg("sample_rate_hz"), py::arg("block_frames"), py::arg("param_count"),
+                  py::arg("wet_latency_samples"), py::arg("ring_capacity_frames"),
+                  "Create a segment (the plugin's side); ValueError for a geometry out of range.")
+      .def_static(
+          "attach", [](const std::string& name) { return std::make_shared<Segment>(Segment::attach(name)); },
+          py::arg("name"),
+          "Attach to a segment (the server's side); ValueError if it is foreign, malformed, "
+          "another user's or open to other users; FileNotFoundError if absent.")
+      .def_property_readonly("name", [](const Segment& s) { return s.memory().posix_name().substr(1); })
+      .def_property_readonly("channels", [](const Segment& s) { return s.geometry().channels; })
+      .def_property_readonly("sample_rate_hz", [](const Segment& s) { return s.geometry().sample_rate_hz; })
+      .def_property_readonly("block_frames", [](const Segment& s) { return s.geometry().block_frames; })
+      .def_property_readonly("param_count", [](const Segment& s) { return s.geometry().param_count; })
+      .def_property_readonly("wet_latency_samples", [](const Segment& s) { return s.geometry().wet_latency_samples; })
+      .def_property_readonly("ring_capacity_frames",
+                             [](const Segment& s) { return s.geometry().ring_capacity_frames; })
+      .def_property_readonly("total_bytes", [](const Segment& s) { return s.layout().total_bytes; })
+      .def_property_readonly("creator_pid", &Segment::creator_pid)
+      .def_property_readonly("broken", &Segment::broken,
+                             "True once a peer truncated the segment (the mapping now reads zeros).")
+      .def_property_readonly(
+          "input", [](std::shared_ptr<Segment> s) { return PyRing{s, s->input()}; },
+          "The input ring (plugin writes, server reads).")
+      .def_property_readonly(
+          "output", [](std::shared_ptr<Segment> s) { return PyRing{s, s->output()}; },
+          "The output ring (server writes, plugin reads).")
+      .def(
+          "params",
+          [](const Segment& s) {
+            py::array_t<float> out(static_cast<py::ssize_t>(s.geometry().param_count));
+            for (std::uint32_t i = 0; i < s.geometry().param_count; ++i) out.mutable_at(i) = s.param(i);
+            return out;
+          },
+          "A float32 copy of the parameter block.")
+      .def(
+          "set_param",
+          [](Segment& s, std::int64_t index, float value) {
+            if (index < 0 || index >= s.geometry().param_count) {
+              throw py::index_error("parameter index " + std::to_string(index) + " is outside [0, " +
+                                    std::to_string(s.geometry().param_count) + ")");
+            }
+            s.set_param(static_cast<std::uint32_t>(index), value);
+          },
+          py::arg("index"), py::arg("value"))
+      .def_property_readonly("params_generation", &Segment::params_generation)
+      .def("beat_client", &Segment::beat_client)
+      .def("beat_server", &Segment::beat_server)
+      .def_property_readonly("client_heartbeat", &Segment::client_heartbeat)
+      .def_property_readonly("server_heartbeat", &Segment::server_heartbeat)
+      .def_property("server_pid", &Segment::server_pid, &Segment::set_server_pid)
+      .def("wake_server", &Segment::wake_server)
+      .def("wake_client", &Segment::wake_client)
+      .def_property_readonly("server_wake_count", &Segment::server_wake_count)
+      .def_property_readonly("client_wake_count", &Segment::client_wake_count)
+      .def(
+          "wait_server",
+          [](Segment& s, std::uint32_t seen, double timeout_s) {
+            const std::uint64_t ns = timeout_ns(timeout_s);
+            py::gil_scoped_release release;
+            return s.wait_server(seen, ns);
+          },
+          py::arg("seen"), py::arg("timeout_s"),
+          "Sleep while server_wake_count == seen, at most timeout_s; True if it changed.")
+      .def(
+          "wait_client",
+          [](Segment& s, std::uint32_t seen, double timeout_s) {
+            const std::uint64_t ns = timeout_ns(timeout_s);
+            py::gil_scoped_release release;
+            return s.wait_client(seen, ns);
+          },
+          py::arg("seen"), py::arg("timeout_s"),
+          "Sleep while client_wake_count == seen, at most timeout_s; True if it changed.")
+      .def("unlink", &Segment::unlink, "Remove the segment's name; mappings stay valid.")
+      .def("__repr__", [](const Segment& s) {
+        const auto& g = s.geometry();
+        return "BridgeSegment(name='" + s.memory().posix_name().substr(1) +
+               "', channels=" + std::to_string(g.channels) +
+               ", sample_rate_hz=" + std::to_string(g.sample_rate_hz) +
+               ", block_frames=" + std::to_string(g.block_frames) + ")";
       });
 
   py::class_<PyRing>(m, "RingBuffer",
@@ -208,6 +337,9 @@ PYBIND11_MODULE(_native, m) {
       .def("available", [](const PyRing& ring) { return ring.view.available(); },
            "Frames ready to read.")
       .def("space", [](const PyRing& ring) { return ring.view.space(); }, "Frames that fit.")
+      .def_property_readonly("corrupt", [](const PyRing& ring) { return ring.view.corrupt(); },
+                             "True while the counters claim more frames than the ring holds "
+                             "(a peer wrote them); nothing moves meanwhile.")
       .def("clear", [](PyRing& ring) { ring.view.clear(); },
            "Discard every available frame (a consumer-side operation).")
       .def_static(

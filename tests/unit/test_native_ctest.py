@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from plugin_build import find_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-NATIVE_TESTS = ["test_ring_buffer", "test_ring_stress", "test_shared_memory"]
-
-
-def find_tool(name: str) -> str | None:
-    """A tool on PATH or beside this interpreter (pip's cmake/ninja wheels)."""
-    beside_python = Path(sys.executable).parent / name
-    return shutil.which(name) or (str(beside_python) if beside_python.exists() else None)
+NATIVE_TESTS = ["test_ring_buffer", "test_ring_stress", "test_shared_memory", "test_bridge"]
 
 
 def build_and_run_ctest(build_dir: Path, *cmake_options: str) -> subprocess.CompletedProcess[str]:

@@ -36,6 +36,16 @@
 // with acquire. The atomics are lock-free and address-free, so the same
 // protocol works between processes mapping the same segment.
 //
+// Trust: a view copies the geometry (channels, capacity, data offset, stride)
+// into itself when it is created or attached and never reads those fields from
+// the region again, so a peer that rewrites the descriptor later changes
+// nothing. The two frame counters must be read from the region every time;
+// a peer may write any value into them, so every call checks that the frames
+// in flight (write_index - read_index, modulo 2^64) are at most the capacity
+// and otherwise moves nothing (available() and space() report 0; corrupt()
+// reports true). With local geometry and that check, no index a peer can
+// write makes a view touch memory outside its ring.
+//
 // Threading contract: at any time one thread (or process) calls the producer
 // methods (write, space) and one calls the consumer methods (read, available,
 // clear). The creator hands a region to others (e.g. by passing a segment's
@@ -156,17 +166,20 @@ class RingView {
                             std::to_string(region_bytes));
     }
     auto* header = new (region) RingHeader{};
-    RingDescriptor& d = header->descriptor;
+    RingDescriptor d{};
     d.version = kRingProtocolVersion;
     d.channels = static_cast<std::uint32_t>(channels);
     d.capacity_frames = capacity_frames;
     d.data_offset_bytes = sizeof(RingHeader);
     d.channel_stride_bytes = (needed - sizeof(RingHeader)) / channels;
     d.total_bytes = needed;
+    std::memcpy(&header->descriptor, &d, sizeof d);
     header->write_index.frames.store(0, std::memory_order_relaxed);
     header->read_index.frames.store(0, std::memory_order_relaxed);
-    d.magic = kRingMagic;  // last: a creator that dies half-way leaves no valid ring
-    return RingView(header);
+    // Last: a creator that dies half-way leaves no valid ring.
+    std::atomic_thread_fence(std::memory_order_release);
+    header->descriptor.magic = kRingMagic;
+    return RingView(header, d);
   }
 
   /// Attaches to a ring another party created in `region`; validates its header.
@@ -178,7 +191,8 @@ class RingView {
                             "-byte ring header");
     }
     auto* header = static_cast<RingHeader*>(region);
-    const RingDescriptor& d = header->descriptor;
+    RingDescriptor d;  // one copy: a peer rewriting the header while we check cannot fool us
+    std::memcpy(&d, &header->descriptor, sizeof d);
     if (d.magic != kRingMagic) {
       throw RingLayoutError("no ring at this offset: bad magic " + hex(d.magic) + " (expected " +
                             hex(kRingMagic) + ")");
@@ -204,40 +218,49 @@ class RingView {
     if (written - read > d.capacity_frames) {
       throw RingLayoutError("ring counters are inconsistent (corrupt header)");
     }
-    return RingView(header);
+    return RingView(header, d);
   }
 
   bool valid() const noexcept { return header_ != nullptr; }
-  std::uint32_t channels() const noexcept { return header_->descriptor.channels; }
-  std::uint64_t capacity_frames() const noexcept { return header_->descriptor.capacity_frames; }
+  std::uint32_t channels() const noexcept { return channels_; }
+  std::uint64_t capacity_frames() const noexcept { return capacity_frames_; }
   std::size_t total_bytes() const noexcept {
-    return static_cast<std::size_t>(header_->descriptor.total_bytes);
+    return ring_required_bytes(channels_, capacity_frames_);
   }
 
   /// Frames ready to read. Exact for the consumer; a snapshot for anyone else.
   std::uint64_t available() const noexcept {
-    const std::uint64_t read = header_->read_index.frames.load(std::memory_order_acquire);
-    const std::uint64_t written = header_->write_index.frames.load(std::memory_order_acquire);
-    return std::min(written - read, capacity_frames());
+    const std::uint64_t in_flight = frames_in_flight();
+    return in_flight <= capacity_frames_ ? in_flight : 0;
   }
 
   /// Frames that fit. Exact for the producer; a snapshot for anyone else.
-  std::uint64_t space() const noexcept { return capacity_frames() - available(); }
+  std::uint64_t space() const noexcept {
+    const std::uint64_t in_flight = frames_in_flight();
+    return in_flight <= capacity_frames_ ? capacity_frames_ - in_flight : 0;
+  }
+
+  /// True while the counters claim more frames in flight than the ring holds:
+  /// a peer wrote them (this side's own calls never do). Nothing moves meanwhile.
+  bool corrupt() const noexcept { return frames_in_flight() > capacity_frames_; }
 
   /// Producer: copies min(frames, space()) frames; channel c's samples are
   /// read from channel_data(c)[0 .. frames). Returns the frames written.
   template <class ChannelData>
   std::uint64_t write_with(ChannelData&& channel_data, std::uint64_t frames) noexcept {
-    const std::uint64_t capacity = capacity_frames();
+    const std::uint64_t capacity = capacity_frames_;
     const std::uint64_t written = header_->write_index.frames.load(std::memory_order_relaxed);
     const std::uint64_t read = header_->read_index.frames.load(std::memory_order_acquire);
+    if (written - read > capacity) {
+      return 0;  // corrupt counters
+    }
     const std::uint64_t count = std::min(frames, capacity - (written - read));
     if (count == 0) {
       return 0;
     }
     const std::uint64_t slot = written % capacity;
     const std::uint64_t first = std::min(count, capacity - slot);
-    for (std::uint32_t c = 0; c < channels(); ++c) {
+    for (std::uint32_t c = 0; c < channels_; ++c) {
       const float* source = channel_data(c);
       float* ring = samples(c);
       std::memcpy(ring + slot, source, first * sizeof(float));
@@ -256,16 +279,19 @@ class RingView {
   /// go to channel_data(c)[0 .. n). Returns the frames read.
   template <class ChannelData>
   std::uint64_t read_with(ChannelData&& channel_data, std::uint64_t max_frames) noexcept {
-    const std::uint64_t capacity = capacity_frames();
+    const std::uint64_t capacity = capacity_frames_;
     const std::uint64_t read = header_->read_index.frames.load(std::memory_order_relaxed);
     const std::uint64_t written = header_->write_index.frames.load(std::memory_order_acquire);
+    if (written - read > capacity) {
+      return 0;  // corrupt counters
+    }
     const std::uint64_t count = std::min(max_frames, written - read);
     if (count == 0) {
       return 0;
     }
     const std::uint64_t slot = read % capacity;
     const std::uint64_t first = std::min(count, capacity - slot);
-    for (std::uint32_t c = 0; c < channels(); ++c) {
+    for (std::uint32_t c = 0; c < channels_; ++c) {
       float* destination = channel_data(c);
       const float* ring = samples(c);
       std::memcpy(destination, ring + slot, first * sizeof(float));
@@ -280,18 +306,28 @@ class RingView {
     return read_with([channel_data](std::uint32_t c) { return channel_data[c]; }, max_frames);
   }
 
-  /// Consumer: discards every frame available now.
+  /// Consumer: discards every frame available now (also repairs corrupt counters).
   void clear() noexcept {
     const std::uint64_t written = header_->write_index.frames.load(std::memory_order_acquire);
     header_->read_index.frames.store(written, std::memory_order_release);
   }
 
  private:
-  explicit RingView(RingHeader* header) : header_(header) {}
+  RingView(RingHeader* header, const RingDescriptor& checked)
+      : header_(header),
+        channels_(checked.channels),
+        capacity_frames_(checked.capacity_frames),
+        stride_bytes_(checked.channel_stride_bytes) {}
+
+  std::uint64_t frames_in_flight() const noexcept {
+    const std::uint64_t read = header_->read_index.frames.load(std::memory_order_acquire);
+    const std::uint64_t written = header_->write_index.frames.load(std::memory_order_acquire);
+    return written - read;
+  }
 
   float* samples(std::uint32_t channel) const noexcept {
-    auto* base = reinterpret_cast<unsigned char*>(header_) + header_->descriptor.data_offset_bytes;
-    return reinterpret_cast<float*>(base + channel * header_->descriptor.channel_stride_bytes);
+    auto* base = reinterpret_cast<unsigned char*>(header_) + sizeof(RingHeader);
+    return reinterpret_cast<float*>(base + channel * stride_bytes_);
   }
 
   static std::string hex(std::uint32_t value) {
@@ -304,6 +340,9 @@ class RingView {
   }
 
   RingHeader* header_ = nullptr;
+  std::uint32_t channels_ = 0;
+  std::uint64_t capacity_frames_ = 0;
+  std::uint64_t stride_bytes_ = 0;
 };
 
 /// A ring that owns its (heap, 64-byte aligned) region: for use inside one process.

@@ -9,6 +9,13 @@
 //
 // Names: "name" or "/name", at most 255 bytes, no other '/'; the POSIX name
 // is always "/name". A segment outlives every mapping until unlink() is called.
+//
+// attach() trusts nothing it did not create: the segment must belong to this
+// process's effective user and grant no group/other access (checked with
+// fstat on the open descriptor, so a rename or symlink race cannot swap it).
+// Every mapping is registered with the SIGBUS guard (sigbus_guard.hpp): if a
+// peer truncates the segment, the mapping turns into zero pages and broken()
+// becomes true instead of the process dying.
 #pragma once
 
 #include <fcntl.h>
@@ -22,6 +29,8 @@
 #include <string>
 #include <system_error>
 #include <utility>
+
+#include "speakup/sigbus_guard.hpp"
 
 namespace speakup {
 
@@ -72,6 +81,18 @@ class SharedMemory {
       ::close(fd);
       throw error(code, "cannot stat shared memory '" + posix_name + "'");
     }
+    if (info.st_uid != ::geteuid()) {
+      ::close(fd);
+      throw std::invalid_argument("shared memory '" + posix_name + "' belongs to uid " +
+                                  std::to_string(info.st_uid) + ", not to this user (uid " +
+                                  std::to_string(::geteuid()) + ")");
+    }
+    if ((info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+      ::close(fd);
+      throw std::invalid_argument("shared memory '" + posix_name + "' has mode " +
+                                  octal(info.st_mode & 0777) +
+                                  ", which lets other users in (expected 0600)");
+    }
     const auto size_bytes = static_cast<std::size_t>(info.st_size);
     if (size_bytes == 0) {
       ::close(fd);
@@ -98,7 +119,8 @@ class SharedMemory {
   SharedMemory(SharedMemory&& other) noexcept
       : posix_name_(std::move(other.posix_name_)),
         data_(std::exchange(other.data_, nullptr)),
-        size_bytes_(std::exchange(other.size_bytes_, 0)) {}
+        size_bytes_(std::exchange(other.size_bytes_, 0)),
+        guard_(std::exchange(other.guard_, nullptr)) {}
 
   SharedMemory& operator=(SharedMemory&& other) noexcept {
     if (this != &other) {
@@ -106,6 +128,7 @@ class SharedMemory {
       posix_name_ = std::move(other.posix_name_);
       data_ = std::exchange(other.data_, nullptr);
       size_bytes_ = std::exchange(other.size_bytes_, 0);
+      guard_ = std::exchange(other.guard_, nullptr);
     }
     return *this;
   }
@@ -118,6 +141,12 @@ class SharedMemory {
   const std::string& posix_name() const noexcept { return posix_name_; }
   unsigned char* data() const noexcept { return static_cast<unsigned char*>(data_); }
   std::size_t size_bytes() const noexcept { return size_bytes_; }
+
+  /// True once a peer truncated the segment under this mapping: the mapping now
+  /// holds private zero pages and nothing written here reaches the peer any more.
+  bool broken() const noexcept {
+    return guard_ != nullptr && guard_->broken.load(std::memory_order_acquire);
+  }
 
   /// Removes this segment's name (this mapping stays valid).
   void unlink() const { unlink(posix_name_); }
@@ -140,7 +169,20 @@ class SharedMemory {
 
  private:
   SharedMemory(std::string posix_name, void* data, std::size_t size_bytes)
-      : posix_name_(std::move(posix_name)), data_(data), size_bytes_(size_bytes) {}
+      : posix_name_(std::move(posix_name)), data_(data), size_bytes_(size_bytes) {
+    try {
+      guard_ = sigbus::guard(data_, size_bytes_);
+    } catch (...) {
+      ::munmap(data_, size_bytes_);
+      throw;
+    }
+  }
+
+  static std::string octal(unsigned mode) {
+    std::string text = "0";
+    for (int shift = 6; shift >= 0; shift -= 3) text += static_cast<char>('0' + ((mode >> shift) & 7u));
+    return text;
+  }
 
   static std::system_error error(int code, const std::string& what) {
     return std::system_error(code, std::generic_category(), what);
@@ -148,6 +190,7 @@ class SharedMemory {
 
   void unmap() noexcept {
     if (data_ != nullptr) {
+      sigbus::release(std::exchange(guard_, nullptr));
       ::munmap(data_, size_bytes_);
       data_ = nullptr;
     }
@@ -156,6 +199,7 @@ class SharedMemory {
   std::string posix_name_;
   void* data_ = nullptr;
   std::size_t size_bytes_ = 0;
+  sigbus::GuardedMapping* guard_ = nullptr;
 };
 
 }  // namespace speakup

@@ -1,0 +1,480 @@
+// SpeakUp as a VST3 plugin (DPF): parameters, programs, a fixed latency, and the bridge
+// client that streams each instance through the per-user model server (`speakup serve`).
+//
+// Latency: L = ceil(kEngineLatencyBoundMs * sample_rate / 1000) + kBridgeBlockFrames
+// (plugin/generate_header.py). It depends on the sample rate only, so it is known in
+// the constructor and sampleRateChanged() before any activation and never changes
+// while the server comes and goes. The server delays its output by exactly
+// W = L - kBridgeBlockFrames (engine latency plus zero padding); the plugin plays the
+// server's output kBridgeBlockFrames later still, so it has that long to arrive.
+//
+// Without a server (not installed, not yet started, dead, late) the output is the dry
+// input delayed by L: the same alignment, so switching between the two is a crossfade
+// (fading in; a server that vanishes can only be cut to dry, its audio is gone).
+//
+// Threads: the audio thread (run) never blocks in real-time mode, never allocates, never
+// makes a system call other than the futex wake. A worker thread per active instance
+// (started in activate(), never in the constructor: DPF constructs plugins several times
+// while loading) does everything else: it waits for the first run() call, creates the
+// instance's segment, starts the server if none runs, watches the server's heartbeat and
+// opens a fresh segment (= a fresh server-side stream) after a server died, a ring was
+// found corrupt or the server dropped the slot. It acts only while the host calls run()
+// (within the last second) and gives the stream back after 5 s without run() calls, so
+// a stopped (or leaked) instance never keeps a server alive or restarts one. Segments pass from the worker to the
+// audio thread through one atomic pointer and come back through another for deletion.
+//
+// Offline rendering: DPF's VST3 wrapper ignores the host's process mode, so the build
+// patches it (plugin/CMakeLists.txt) to call speakup_vst3_set_process_mode() from
+// setupProcessing(). Offline, run() waits for the server's output (bounded: as long as
+// the server's heartbeat advances, plus kServerStartTimeoutMs for it to come up) so a
+// bounce is exact; a dead server still yields the dry signal, never a hang.
+//
+// MIDI: none yet. DPF 1.6's VST3 wrapper turns MIDI CC input into 16 x 130 hidden
+// parameters, and pedalboard then needs ~30 s to load the plugin; MIDI CC through the
+// presets' maps needs a wrapper patch that exposes only the mapped CCs.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "DistrhoPlugin.hpp"
+#include "ServerLauncher.hpp"
+#include "SpeakUpInfo.hpp"
+#include "speakup/bridge.hpp"
+
+START_NAMESPACE_DISTRHO
+
+namespace {
+
+using speakup::bridge::Segment;
+using speakup::info::kBridgeBlockFrames;
+using speakup::info::kParamCount;
+using speakup::info::kParams;
+using speakup::info::kProgramCount;
+using speakup::info::kPrograms;
+
+constexpr std::uint32_t kChannels = DISTRHO_PLUGIN_NUM_INPUTS;
+constexpr std::uint32_t kFadeFrames = 256;
+constexpr std::int64_t kHeartbeatTimeoutMs = 2000;     // a server silent this long is dead
+constexpr std::int64_t kServerStartTimeoutMs = 30000;  // offline: python + torch import + engine
+constexpr std::int64_t kRestartBackoffMs = 5000;
+constexpr std::int64_t kActiveWindowMs = 1000;  // run() called this recently: the host is running us
+constexpr std::int64_t kIdleReleaseMs = 5000;   // no run() for this long: give the stream back
+constexpr int kVst3ProcessModeOffline = 2;  // V3_OFFLINE
+
+std::uint32_t wet_latency_samples_at(double sample_rate) {
+  return static_cast<std::uint32_t>(std::ceil(speakup::info::kEngineLatencyBoundMs * sample_rate / 1000.0));
+}
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::atomic<std::uint64_t> g_instances{0};  // numbers this process's segments
+
+}  // namespace
+
+class SpeakUpPlugin : public Plugin {
+ public:
+  SpeakUpPlugin() : Plugin(kParamCount, kProgramCount, 0) {
+    // Start at params.py's defaults: what hosts show before they load a program.
+    for (uint32_t i = 0; i < kParamCount; ++i) values_[i].store(kParams[i].default_value);
+    resize(getSampleRate());
+  }
+
+  ~SpeakUpPlugin() override { stop_worker(); }
+
+  void set_offline(bool offline) { offline_.store(offline); }
+
+ protected:
+  const char* getLabel() const override { return "SpeakUp"; }
+  const char* getDescription() const override {
+    return "Speech enhancement (denoise, dereverb, EQ, dynamics) served by one model server per user";
+  }
+  const char* getMaker() const override { return "SpeakUp FX"; }
+  const char* getLicense() const override { return "MIT"; }
+  uint32_t getVersion() const override { return d_version(0, 1, 0); }
+  int64_t getUniqueId() const override { return SPEAKUP_PLUGIN_UNIQUE_ID; }
+
+  void initParameter(uint32_t index, Parameter& parameter) override {
+    const auto& info = kParams[index];
+    parameter.hints = kParameterIsAutomatable;
+    parameter.name = info.name;
+    parameter.symbol = info.name;
+    // No `unit`: the name already ends with it, and hosts such as pedalboard append the unit.
+    parameter.description = info.help;
+    parameter.ranges.def = info.default_value;
+    parameter.ranges.min = info.minimum;
+    parameter.ranges.max = info.maximum;
+  }
+
+  void initProgramName(uint32_t index, String& name) override { name = kPrograms[index].name; }
+
+  float getParameterValue(uint32_t index) const override { return values_[index].load(); }
+
+  void setParameterValue(uint32_t index, float value) override {
+    const auto& info = kParams[index];
+    values_[index].store(std::fmin(std::fmax(value, info.minimum), info.maximum));
+    params_changed_.store(true, std::memory_order_release);
+  }
+
+  void loadProgram(uint32_t index) override {
+    program_.store(index);
+    for (uint32_t i = 0; i < kParamCount; ++i) values_[i].store(kPrograms[index].values[i]);
+    params_changed_.store(true, std::memory_order_release);
+  }
+
+  void activate() override {
+    clear_state();
+    start_worker();
+  }
+
+  void deactivate() override {
+    stop_worker();
+    clear_state();
+  }
+
+  void sampleRateChanged(double sample_rate) override { resize(sample_rate); }
+  void bufferSizeChanged(uint32_t) override { resize(getSampleRate()); }
+
+  void run(const float** inputs, float** outputs, uint32_t frames) override {
+    processing_started_.store(true, std::memory_order_release);
+    runs_.fetch_add(1, std::memory_order_relaxed);
+    if (released_.exchange(false, std::memory_order_acq_rel)) session_ok_ = false;
+    if (offline_.load(std::memory_order_relaxed) && (current_ == nullptr || !session_ok_)) {
+      // A bounce must not run ahead of its stream: the worker makes one within ~10 ms of the
+      // first run() call, or of a failed session, when a server runs or is starting (and
+      // says so when none will: then the bounce goes on dry).
+      for (int i = 0; i < 2000 && pending_.load(std::memory_order_acquire) == nullptr &&
+                      !(worker_decided_.load(std::memory_order_acquire) && !server_expected_.load());
+           ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        runs_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    take_new_segment();
+    for (uint32_t done = 0; done < frames;) {  // hosts may exceed the announced block size
+      const uint32_t n = std::min<uint32_t>(frames - done, max_block_);
+      const float* in[kChannels];
+      float* out[kChannels];
+      for (uint32_t c = 0; c < kChannels; ++c) {
+        in[c] = inputs[c] + done;
+        out[c] = outputs[c] + done;
+      }
+      run_block(in, out, n);
+      done += n;
+    }
+  }
+
+ private:
+  // ---- audio thread ----------------------------------------------------------------
+
+  void run_block(const float** in, float** out, uint32_t n) {
+    delay_dry(in, n);  // dry_[c][0..n): the input L frames ago
+    uint32_t wet_begin = 0, wet_end = 0;  // the frames of wet_ that hold server output
+    if (Segment* segment = current_) {
+      exchange_with_server(*segment, in, n, wet_begin, wet_end);
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+      const bool wet = i >= wet_begin && i < wet_end;
+      gain_ = wet ? std::fmin(gain_ + 1.0f / kFadeFrames, 1.0f) : 0.0f;
+      for (uint32_t c = 0; c < kChannels; ++c) {
+        const float dry = dry_[c][i];
+        out[c][i] = wet ? dry + gain_ * (wet_[c][i] - dry) : dry;
+      }
+    }
+    host_frames_ += n;
+  }
+
+  /// Sends n input frames, collects the server's output for this block's wet indices.
+  void exchange_with_server(Segment& segment, const float** in, uint32_t n, uint32_t& wet_begin,
+                            uint32_t& wet_end) {
+    if (!session_ok_) return;
+    if (params_changed_.exchange(false, std::memory_order_acq_rel)) write_params(segment);
+    if (segment.input().write(in, n) != n) {  // server stalled: this stream can no longer align
+      session_ok_ = false;
+      reconnect_.store(true, std::memory_order_release);
+      return;
+    }
+    segment.wake_server();
+    // Output frame i of this block plays wet index k + i (server output starts with the session).
+    const std::int64_t k = static_cast<std::int64_t>(host_frames_ - session_start_) - kBridgeBlockFrames;
+    if (k + n <= 0) return;
+    const std::int64_t first = std::max<std::int64_t>(k, 0);
+    if (offline_.load(std::memory_order_relaxed)) wait_for_output(segment, k + n);
+    discard_stale(segment, first);
+    if (received_ < static_cast<std::uint64_t>(first)) return;  // still late
+    float* wet[kChannels];
+    for (uint32_t c = 0; c < kChannels; ++c) wet[c] = wet_[c].data() + (first - k);
+    const std::uint64_t got = segment.output().read(wet, static_cast<std::uint64_t>(k + n - first));
+    received_ += got;
+    wet_begin = static_cast<uint32_t>(first - k);
+    wet_end = wet_begin + static_cast<uint32_t>(got);
+    for (uint32_t i = wet_begin; i < wet_end; ++i) {  // a peer's NaN must not reach the host
+      for (uint32_t c = 0; c < kChannels; ++c) {
+        if (!std::isfinite(wet_[c][i])) {
+          wet_end = i;
+          break;
+        }
+      }
+    }
+  }
+
+  /// Offline only: waits until the server has produced `needed` wet frames, as long as it
+  /// lives (heartbeat) or, before it attached, as long as it may take to start.
+  void wait_for_output(Segment& segment, std::int64_t needed) {
+    std::uint64_t last_beat = segment.server_heartbeat();
+    std::int64_t last_beat_ms = now_ms();
+    while (static_cast<std::int64_t>(received_ + segment.output().available()) < needed) {
+      const std::uint32_t seen = segment.client_wake_count();
+      if (static_cast<std::int64_t>(received_ + segment.output().available()) >= needed) return;
+      segment.wait_client(seen, 5'000'000);
+      runs_.fetch_add(1, std::memory_order_relaxed);  // still running us: the worker stays active
+      const std::int64_t now = now_ms();
+      if (segment.server_heartbeat() != last_beat) {
+        last_beat = segment.server_heartbeat();
+        last_beat_ms = now;
+      }
+      const std::int64_t timeout_ms = segment.server_pid() == 0 ? kServerStartTimeoutMs : kHeartbeatTimeoutMs;
+      if (now - last_beat_ms > timeout_ms || segment.broken() || segment.output().corrupt() ||
+          !server_expected_.load(std::memory_order_acquire)) {
+        session_ok_ = false;  // no server for this session: dry until the worker opens a new one
+        reconnect_.store(true, std::memory_order_release);
+        return;
+      }
+    }
+  }
+
+  void discard_stale(Segment& segment, std::int64_t first) {
+    while (received_ < static_cast<std::uint64_t>(first)) {
+      float* scratch[kChannels];
+      for (uint32_t c = 0; c < kChannels; ++c) scratch[c] = wet_[c].data();
+      const std::uint64_t got = segment.output().read(
+          scratch, std::min<std::uint64_t>(first - received_, wet_[0].size()));
+      if (got == 0) return;
+      received_ += got;
+    }
+  }
+
+  /// Audio thread, or the worker before publishing a segment. The program index goes last:
+  /// the server starts a stream only once every slot of the block was written.
+  void write_params(Segment& segment) {
+    for (uint32_t i = 0; i < kParamCount; ++i) segment.set_param(i, values_[i].load());
+    segment.set_param(kParamCount, static_cast<float>(program_.load()));
+  }
+
+  /// Adopts a segment the worker published; hands the previous one back for deletion.
+  void take_new_segment() {
+    Segment* fresh = pending_.load(std::memory_order_acquire);
+    if (fresh == nullptr || retired_.load(std::memory_order_acquire) != nullptr) return;
+    pending_.store(nullptr, std::memory_order_relaxed);
+    retired_.store(current_, std::memory_order_release);
+    current_ = fresh;
+    session_start_ = host_frames_;
+    received_ = 0;
+    session_ok_ = true;
+    gain_ = 0.0f;
+  }
+
+  void delay_dry(const float** in, uint32_t n) {
+    const std::size_t length = delay_[0].size();
+    for (uint32_t i = 0; i < n; ++i) {
+      for (uint32_t c = 0; c < kChannels; ++c) {
+        const float sample = in[c][i];  // read before writing: in and out may alias
+        dry_[c][i] = delay_[c][position_];
+        delay_[c][position_] = sample;
+      }
+      position_ = position_ + 1 == length ? 0 : position_ + 1;
+    }
+  }
+
+  // ---- worker thread -----------------------------------------------------------------
+
+  void start_worker() {
+    stop_ = false;
+    worker_ = std::thread([this] { work(); });
+  }
+
+  void stop_worker() {
+    if (!worker_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    worker_.join();
+    // The audio thread is not running now (deactivate / destruction): free everything.
+    delete pending_.exchange(nullptr);
+    delete retired_.exchange(nullptr);
+    retire(current_);
+    current_ = nullptr;
+  }
+
+  void work() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    Segment* live = nullptr;  // the newest segment published (owned by the audio thread once taken)
+    std::uint64_t beat = 0;
+    std::int64_t beat_ms = now_ms(), started_ms = -kRestartBackoffMs;
+    std::uint64_t runs_seen = 0;
+    std::int64_t last_run_ms = now_ms();
+    while (!wake_.wait_for(lock, std::chrono::milliseconds(10), [this] { return stop_; })) {
+      if (!processing_started_.load(std::memory_order_acquire)) continue;
+      retire(retired_.exchange(nullptr, std::memory_order_acq_rel));
+      if (pending_.load() != nullptr) continue;  // the audio thread has not taken the last one yet
+      const std::int64_t now = now_ms();
+      if (runs_.load(std::memory_order_relaxed) != runs_seen) {
+        runs_seen = runs_.load(std::memory_order_relaxed);
+        last_run_ms = now;
+      }
+      // Only an instance the host is running keeps a stream and (re)starts servers: a stopped
+      // transport, or an instance a host leaked, lets the server go idle and exit.
+      if (now - last_run_ms > kActiveWindowMs) {
+        if (live != nullptr && now - last_run_ms > kIdleReleaseMs) {
+          release(live);  // the audio thread drops it (and asks for a fresh one) when run() resumes
+          live = nullptr;
+          released_.store(true, std::memory_order_release);
+        }
+        continue;
+      }
+      bool fresh_needed = live == nullptr || reconnect_.exchange(false) || live->broken();
+      if (live != nullptr && !fresh_needed) {
+        const std::uint64_t current = live->server_heartbeat();
+        if (current != beat) {
+          beat = current;
+          beat_ms = now;
+        }
+        const bool attached = live->server_pid() != 0;
+        const bool silent = now - beat_ms > (attached ? kHeartbeatTimeoutMs : kServerStartTimeoutMs);
+        const bool dropped = attached && !segment_exists(*live);  // server restarted the stream
+        fresh_needed = silent || dropped;
+      }
+      const bool running = speakup::plugin::server_running();
+      if (!running && now - started_ms > kRestartBackoffMs && speakup::plugin::start_server(interpreter_)) {
+        started_ms = now;
+      }
+      server_expected_.store(running || now - started_ms < kServerStartTimeoutMs, std::memory_order_release);
+      worker_decided_.store(true, std::memory_order_release);
+      if (!fresh_needed || !server_expected_.load(std::memory_order_relaxed)) continue;
+      live = create_segment();
+      beat = 0;
+      beat_ms = now;
+      if (live == nullptr) continue;
+      write_params(*live);  // before the audio thread (or the server) uses it
+      pending_.store(live, std::memory_order_release);
+    }
+  }
+
+  Segment* create_segment() {
+    speakup::bridge::Geometry geometry;
+    geometry.channels = kChannels;
+    geometry.sample_rate_hz = static_cast<std::uint32_t>(std::lround(getSampleRate()));
+    geometry.block_frames = max_block_;
+    geometry.param_count = kParamCount + 1;  // the parameters, then the program index
+    geometry.wet_latency_samples = wet_latency_samples_at(getSampleRate());
+    geometry.ring_capacity_frames = wet_capacity();
+    try {
+      return new Segment(Segment::create(speakup::bridge::segment_name(g_instances.fetch_add(1)), geometry));
+    } catch (const std::exception& error) {
+      d_stderr("SpeakUp: cannot create the bridge segment: %s", error.what());
+      return nullptr;
+    }
+  }
+
+  static bool segment_exists(const Segment& segment) {
+    struct stat info {};
+    return ::stat(("/dev/shm" + segment.memory().posix_name()).c_str(), &info) == 0;
+  }
+
+  /// Removes a segment's name (the server then closes its slot); the mapping stays valid.
+  static void release(Segment* segment) {
+    try {
+      segment->unlink();
+    } catch (const std::exception&) {
+      // the server or the worker removed it already
+    }
+  }
+
+  static void retire(Segment* segment) {
+    if (segment == nullptr) return;
+    release(segment);
+    delete segment;
+  }
+
+  // ---- state -------------------------------------------------------------------------
+
+  std::uint32_t wet_capacity() const {
+    return wet_latency_samples_at(getSampleRate()) + kBridgeBlockFrames + 4 * max_block_;
+  }
+
+  /// Not real-time: sizes the dry delay line and scratch buffers; reports the latency.
+  void resize(double sample_rate) {
+    const std::uint32_t latency = wet_latency_samples_at(sample_rate) + kBridgeBlockFrames;
+    max_block_ = std::max<uint32_t>(getBufferSize(), 32);
+    for (uint32_t c = 0; c < kChannels; ++c) {
+      delay_[c].assign(latency, 0.0f);
+      dry_[c].assign(max_block_, 0.0f);
+      wet_[c].assign(max_block_, 0.0f);
+    }
+    position_ = 0;
+    setLatency(latency);
+  }
+
+  void clear_state() {
+    for (auto& line : delay_) std::fill(line.begin(), line.end(), 0.0f);
+    position_ = 0;
+    host_frames_ = 0;
+    gain_ = 0.0f;
+    processing_started_.store(false);
+    worker_decided_.store(false);
+  }
+
+  std::atomic<float> values_[kParamCount];
+  std::atomic<uint32_t> program_{kProgramCount};  // none loaded yet: the server runs the default chain
+  std::atomic<bool> params_changed_{true};
+  std::atomic<bool> offline_{false};
+
+  // audio thread
+  std::vector<float> delay_[kChannels], dry_[kChannels], wet_[kChannels];
+  std::size_t position_ = 0;
+  uint32_t max_block_ = 32;
+  std::uint64_t host_frames_ = 0, session_start_ = 0, received_ = 0;
+  bool session_ok_ = false;
+  float gain_ = 0.0f;
+  Segment* current_ = nullptr;
+
+  // shared with the worker
+  std::atomic<Segment*> pending_{nullptr};
+  std::atomic<Segment*> retired_{nullptr};
+  std::atomic<bool> processing_started_{false};
+  std::atomic<bool> reconnect_{false};
+  std::atomic<bool> released_{false};  // the worker gave the current stream back while idle
+  std::atomic<std::uint64_t> runs_{0};  // run() calls, for the worker to see the host is running us
+  std::atomic<bool> server_expected_{false};  // a server runs or is starting: offline waits for it
+  std::atomic<bool> worker_decided_{false};   // server_expected_ holds the worker's first verdict
+
+  // worker
+  std::thread worker_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  const std::string interpreter_ = speakup::plugin::recorded_interpreter();
+
+  DISTRHO_DECLARE_NON_COPYABLE_WITH_LEAK_DETECTOR(SpeakUpPlugin)
+};
+
+Plugin* createPlugin() { return new SpeakUpPlugin(); }
+
+END_NAMESPACE_DISTRHO
+
+/// Called by the patched VST3 wrapper from setupProcessing() (see plugin/CMakeLists.txt).
+void speakup_vst3_set_process_mode(void* plugin, int32_t process_mode) {
+  static_cast<DISTRHO::SpeakUpPlugin*>(plugin)->set_offline(process_mode == DISTRHO::kVst3ProcessModeOffline);
+}

@@ -1,0 +1,231 @@
+"""``speakup serve``: the per-user model server loop (see the package docstring for the protocol)."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from speakup_fx._native import BridgeError, BridgeSegment, bridge_runtime_dir, bridge_segment_prefix
+from speakup_fx.params import PARAMS, ChainOptions
+from speakup_fx.presets import list_presets, load_preset
+
+logger = logging.getLogger(__name__)
+
+SHM_DIR = Path("/dev/shm")
+SCAN_INTERVAL_S = 0.02
+IDLE_WAIT_S = 0.002
+LOCK_NAME = "server.lock"
+
+
+def make_engine(channels: int, sample_rate: int, options: ChainOptions, params: dict[str, float]) -> Any:
+    """The one place the server builds an engine (the runtime refactor changes only this)."""
+    from speakup_fx.engine import Engine
+
+    return Engine(channels, sample_rate, options, params)
+
+
+def runtime_dir() -> Path:
+    """The user's private directory for the lock (mode 0700, created if missing)."""
+    path = Path(bridge_runtime_dir())
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise PermissionError(f"{path} must belong to uid {os.geteuid()} with mode 0700")
+    return path
+
+
+def acquire_server_lock(directory: Path) -> IO[str] | None:
+    """The per-user server lock (held for the process's life), or None if another server holds it."""
+    handle = open(directory / LOCK_NAME, "a+")  # noqa: SIM115 - kept open while the server runs
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+@dataclass
+class Slot:
+    """One plugin instance: its segment and the engine that serves it."""
+
+    segment: BridgeSegment
+    engine: Any
+    program_index: int
+    params_generation: int
+    block: np.ndarray
+
+
+def program_options(index: int, presets: list[str]) -> ChainOptions:
+    return load_preset(presets[index]).options if 0 <= index < len(presets) else ChainOptions()
+
+
+def params_of(segment: BridgeSegment) -> tuple[dict[str, float], int]:
+    """The parameter block as validated values (clamped into range) and the program index."""
+    values = segment.params()
+    params = {}
+    for spec, value in zip(PARAMS, values[: len(PARAMS)], strict=True):
+        number = float(value) if np.isfinite(value) else spec.default
+        params[spec.name] = min(max(number, spec.minimum), spec.maximum)
+    program = int(values[len(PARAMS)]) if np.isfinite(values[len(PARAMS)]) else -1
+    return params, program
+
+
+class Server:
+    """Attaches to every bridge segment of this user and streams each through its own engine."""
+
+    def __init__(self, idle_exit_s: float) -> None:
+        self.idle_exit_s = idle_exit_s
+        self.slots: dict[str, Slot] = {}
+        self.refused: set[str] = set()
+        self.presets = list_presets()
+
+    def open_slot(self, name: str) -> None:
+        try:
+            segment = BridgeSegment.attach(name)
+        except (BridgeError, ValueError, OSError) as error:
+            logger.warning("refusing segment %s: %s", name, error)
+            self.refused.add(name)
+            return
+        if segment.server_pid != 0:  # served before: its stream position is unknown to us
+            logger.info("leaving segment %s to its instance to replace (served by pid %d)", name, segment.server_pid)
+            self.refused.add(name)
+            return
+        if str(segment.creator_pid) != name.split("-")[-2]:
+            logger.warning("refusing segment %s: created by pid %d, not the pid in its name", name, segment.creator_pid)
+            self.refused.add(name)
+            return
+        if segment.param_count != len(PARAMS) + 1:
+            logger.warning("refusing segment %s: %d parameters, expected %d", name, segment.param_count, len(PARAMS) + 1)
+            self.refused.add(name)
+            return
+        generation = segment.params_generation
+        if generation < segment.param_count:  # the plugin has not written its whole block yet
+            return
+        params, program = params_of(segment)
+        for slot in self.slots.values():  # building an engine may take a while: others must not think us dead
+            slot.segment.beat_server()
+        engine = make_engine(segment.channels, segment.sample_rate_hz, program_options(program, self.presets), params)
+        padding = segment.wet_latency_samples - engine.latency_samples
+        if padding < 0:
+            logger.warning("refusing segment %s: engine latency %d > %d", name, engine.latency_samples, segment.wet_latency_samples)
+            self.refused.add(name)
+            return
+        segment.output.write(np.zeros((segment.channels, padding), dtype=np.float32))
+        segment.server_pid = os.getpid()
+        block = np.empty((segment.channels, segment.ring_capacity_frames), dtype=np.float32)
+        self.slots[name] = Slot(segment, engine, program, generation, block)
+        logger.info("slot %s: %d ch at %d Hz, program %d, padding %d", name, segment.channels, segment.sample_rate_hz, program, padding)
+
+    def scan(self) -> None:
+        """Open slots for new segments; close those whose name or creator is gone."""
+        pattern = re.compile(re.escape(bridge_segment_prefix()) + r"\d+-\d+")
+        names = {path.name for path in SHM_DIR.iterdir() if pattern.fullmatch(path.name)}
+        for name in list(self.slots):
+            slot = self.slots[name]
+            creator_alive = _process_exists(slot.segment.creator_pid)
+            if name not in names or not creator_alive or slot.segment.broken:
+                if name in names and not creator_alive:
+                    _unlink_quietly(name)
+                logger.info("slot %s closed", name)
+                del self.slots[name]
+        for name in names - self.slots.keys():
+            if not _process_exists(int(name.split("-")[-2])):  # its instance died without cleaning up
+                _unlink_quietly(name)
+                names.discard(name)
+        self.refused &= names
+        for name in sorted(names - self.slots.keys() - self.refused):
+            self.open_slot(name)
+
+    def step(self, slot: Slot) -> bool:
+        """Move what is ready through the slot's engine; True if anything moved."""
+        segment = slot.segment
+        if segment.params_generation != slot.params_generation:
+            slot.params_generation = segment.params_generation
+            params, program = params_of(segment)
+            if program != slot.program_index:  # new chain options: a new stream (the plugin crossfades)
+                return self._restart(slot)
+            slot.engine.set_params(params)
+        if segment.input.corrupt or segment.output.corrupt:
+            return self._restart(slot)
+        frames = min(segment.input.available(), segment.output.space())
+        if frames == 0:
+            return False
+        view = slot.block[:, :frames]
+        segment.input.read_into(view)
+        segment.output.write(np.ascontiguousarray(slot.engine.process(view), dtype=np.float32))
+        segment.wake_client()
+        return True
+
+    def _restart(self, slot: Slot) -> bool:
+        name = slot.segment.name
+        del self.slots[name]
+        _unlink_quietly(name)  # the plugin sees its segment gone and opens a new one
+        return True
+
+    def run(self) -> int:
+        last_scan = 0.0
+        idle_since = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - last_scan >= SCAN_INTERVAL_S:
+                self.scan()
+                last_scan = now
+            if self.slots:
+                idle_since = now
+            elif now - idle_since > self.idle_exit_s:
+                logger.info("no plugin instance for %.0f s: exiting", self.idle_exit_s)
+                return 0
+            moved = False
+            for slot in list(self.slots.values()):
+                slot.segment.beat_server()
+                moved |= self.step(slot)
+            if not moved:
+                first = next(iter(self.slots.values()), None)
+                if first is None:
+                    time.sleep(SCAN_INTERVAL_S)
+                else:
+                    first.segment.wait_server(first.segment.server_wake_count, IDLE_WAIT_S)
+
+
+def _unlink_quietly(name: str) -> None:
+    try:
+        (SHM_DIR / name).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--idle-exit-s", type=float, default=30.0, help="exit after this long without instances")
+
+
+def run(args: argparse.Namespace) -> int:
+    lock = acquire_server_lock(runtime_dir())
+    if lock is None:
+        logger.info("a SpeakUp server already runs for this user")
+        return 0
+    with lock:
+        return Server(args.idle_exit_s).run()

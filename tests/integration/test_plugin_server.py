@@ -1,0 +1,259 @@
+"""SpeakUp.vst3 installed with ``speakup install-plugin`` and served by ``speakup serve``.
+
+Each test module run gets a temporary HOME (the bundle goes to HOME/.vst3) and a temporary
+XDG_RUNTIME_DIR (the server's lock and log), so the server the plugin starts is private to it.
+pedalboard renders offline, so the plugin waits for its server and bounces are exact.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pedalboard
+import pytest
+from pedalboard import Compressor, HighpassFilter, Pedalboard
+from plugin_build import REPO_ROOT, plugin_bundles
+from synthetic import noisy_speech, silence
+
+from speakup_fx import Board, SpeakUp
+from speakup_fx._native import SharedMemory, bridge_segment_prefix
+from speakup_fx.params import PARAMS, default_params
+from speakup_fx.presets import load_preset
+from speakup_fx.server.install import install_plugin
+
+SAMPLE_RATE = 48000
+PRESET = "podcast"  # classic engine
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory):
+    """HOME with the installed bundle and a private runtime dir; the server is stopped afterwards."""
+    bundles = plugin_bundles()
+    home = tmp_path_factory.mktemp("home")
+    runtime = tmp_path_factory.mktemp("run")
+    runtime.chmod(0o700)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        patch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        install_plugin(bundles["SpeakUp"], home / ".vst3")
+        yield home / ".vst3" / "SpeakUp.vst3", runtime / "speakup"
+        gc.collect()  # destroy the plugin instances first: a live instance restarts its server
+        for pid in serving_processes(runtime / "speakup"):
+            os.kill(pid, signal.SIGTERM)
+        for leftover in Path("/dev/shm").glob(bridge_segment_prefix() + "*"):  # instances never destroyed
+            leftover.unlink(missing_ok=True)
+
+
+def server_pid(directory: Path) -> int:
+    lock = directory / "server.lock"
+    text = lock.read_text().strip() if lock.exists() else ""
+    return int(text) if text else 0
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A killed server stays a zombie only if we were its parent; we are not (setsid + sh).
+    return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
+
+
+def serving_processes(runtime: Path) -> list[int]:
+    """Server processes whose runtime dir is this module's (there must be at most one)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in cmdline and b"speakup_fx.cli" in cmdline and f"XDG_RUNTIME_DIR={runtime.parent}".encode() in environ:
+            found.append(int(proc.name))
+    return found
+
+
+def header_constant(name: str) -> int:
+    header = (REPO_ROOT / "plugin" / "generated" / "SpeakUpInfo.hpp").read_text()
+    return int(header.split(f"{name} = ")[1].split(";")[0])
+
+
+def bridge_block_frames() -> int:
+    return header_constant("kBridgeBlockFrames")
+
+
+def reported_latency() -> int:
+    return -(-header_constant("kEngineLatencyBoundMs") * SAMPLE_RATE // 1000) + bridge_block_frames()
+
+
+def speech(seconds: float) -> np.ndarray:
+    """Stereo noisy speech ending in silence, so no effect's look-ahead reaches past the end."""
+    voice = noisy_speech(seconds, SAMPLE_RATE, channels=2, seed=4)
+    return np.concatenate([voice, silence(0.5, SAMPLE_RATE, channels=2)], axis=1).astype(np.float32)
+
+
+def load(bundle: Path):
+    plugin = pedalboard.load_plugin(str(bundle))
+    plugin.current_program = PRESET
+    return plugin
+
+
+@pytest.mark.parametrize("buffer_size", [32, 512, 4096])
+def test_a_pedalboard_chain_with_the_plugin_equals_the_python_board(environment, buffer_size):
+    bundle, _ = environment
+    audio = speech(1.0)
+    plugin_chain = Pedalboard([HighpassFilter(80), load(bundle), Compressor()])
+    python_chain = Board([HighpassFilter(80), SpeakUp(PRESET), Compressor()])
+    rendered = plugin_chain(audio, SAMPLE_RATE, buffer_size=buffer_size)
+    expected = python_chain(audio, SAMPLE_RATE, buffer_size=buffer_size)
+    assert np.abs(rendered - expected).max() <= TOLERANCE
+    dry = Pedalboard([HighpassFilter(80), Compressor()])(audio, SAMPLE_RATE, buffer_size=buffer_size)
+    assert np.abs(rendered - dry).max() > 100 * TOLERANCE  # the server really processed it
+
+
+def test_an_instance_with_no_program_loaded_runs_the_default_chain(environment):
+    bundle, _ = environment
+    audio = speech(0.5)
+    rendered = pedalboard.load_plugin(str(bundle))(audio, SAMPLE_RATE, buffer_size=512)
+    assert np.abs(rendered - SpeakUp()(audio, SAMPLE_RATE, buffer_size=512)).max() <= TOLERANCE
+
+
+# An instance in another process (same HOME and runtime dir, inherited from the test).
+OTHER_PROCESS = """
+import sys
+import numpy as np
+import pedalboard
+plugin = pedalboard.load_plugin(sys.argv[1])
+audio = np.random.default_rng(0).uniform(-0.3, 0.3, (2, 48000)).astype(np.float32)
+out = plugin(audio, 48000)
+print("enhanced" if np.abs(out - audio).max() > 1e-3 else "dry")
+"""
+
+
+def test_reset_true_and_instances_in_two_processes_share_the_one_running_server(environment):
+    bundle, runtime = environment
+    audio = speech(0.3)
+    first, second = load(bundle), load(bundle)
+    first(audio, SAMPLE_RATE)
+    pid = server_pid(runtime)
+    assert pid and process_alive(pid)
+    for plugin in (first, second, first):
+        plugin(audio, SAMPLE_RATE, reset=True)
+    other_process = subprocess.run(
+        [sys.executable, "-c", OTHER_PROCESS, str(bundle)], capture_output=True, text=True, timeout=300
+    )
+    assert other_process.returncode == 0, other_process.stderr
+    assert other_process.stdout.split()[-1] == "enhanced"
+    assert server_pid(runtime) == pid
+    assert serving_processes(runtime) == [pid]
+
+
+def test_a_foreign_segment_with_a_plugin_name_is_refused_and_serving_goes_on(environment):
+    bundle, runtime = environment
+    plugin = load(bundle)
+    audio = speech(0.3)
+    expected = SpeakUp(PRESET)(audio, SAMPLE_RATE)
+    plugin(audio, SAMPLE_RATE)  # the server is up
+    foreign = SharedMemory.create(f"{bridge_segment_prefix()}{os.getpid()}-999999", 4096)
+    memoryview(foreign)[:4] = b"RIFF"
+    try:
+        deadline = time.monotonic() + 10
+        log = runtime / "server.log"
+        while "999999" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "refusing segment" in log.read_text() and "not a SpeakUp bridge segment" in log.read_text()
+        assert np.abs(plugin(audio, SAMPLE_RATE) - expected).max() <= TOLERANCE
+    finally:
+        foreign.unlink()
+
+
+def test_killing_the_server_mid_stream_gives_aligned_dry_output_then_enhancement_resumes(environment):
+    bundle, runtime = environment
+    plugin = load(bundle)
+    latency = reported_latency()
+    chunk = noisy_speech(1.0, SAMPLE_RATE, channels=2, seed=5)  # no silence: the kill lands in speech
+    enhanced = plugin.process(chunk, SAMPLE_RATE, buffer_size=512, reset=False)
+    assert np.abs(enhanced[:, latency:] - chunk[:, :-latency]).max() > 1e-2
+    os.kill(server_pid(runtime), signal.SIGKILL)
+    after = np.concatenate(
+        [plugin.process(chunk, SAMPLE_RATE, buffer_size=512, reset=False) for _ in range(4)], axis=1
+    )
+    assert np.isfinite(after).all()
+    stream = np.concatenate([chunk] * 5, axis=1)
+    dry = stream[:, chunk.shape[1] - latency : stream.shape[1] - latency]  # the input `latency` frames ago
+    is_dry = np.all(after == dry, axis=0)
+    # After the kill the plugin first plays what the server had already sent (at most its
+    # bridge block, the padding and a block), then exactly the delayed dry input: no gap, no
+    # shift, until a new server's stream has filled the bridge block.
+    dry_from = int(np.argmax(is_dry))
+    assert is_dry[dry_from] and dry_from <= latency + 512
+    assert is_dry[dry_from : dry_from + bridge_block_frames()].all()
+    # Once the new server runs, enhanced audio comes back.
+    assert np.abs(after - dry)[:, -SAMPLE_RATE // 2 :].max() > 1e-2
+
+
+def test_in_real_time_a_killed_server_gives_aligned_dry_output_without_blocking_then_enhancement_resumes(
+    environment, tmp_path
+):
+    """The LADSPA build of the same plugin in a paced host: DPF's LADSPA wrapper is never offline."""
+    bundle, runtime = environment
+    build_bin = plugin_bundles()["SpeakUp"].parent
+    module = bundle / "Contents" / "x86_64-linux" / "SpeakUp-ladspa.so"  # beside the recorded interpreter
+    shutil.copy(build_bin / "SpeakUp-ladspa.so", module)
+    values = {**default_params(), **load_preset(PRESET).params}
+    seconds, period_s = 12, 256 / SAMPLE_RATE
+    host = subprocess.Popen(
+        [str(build_bin / "realtime_host"), str(module), str(seconds), str(tmp_path / "take")]
+        + [str(values[spec.name]) for spec in PARAMS],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    started = time.monotonic()
+    deadline = started + seconds - 4
+    while not serving(runtime) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # enhanced audio flows for a while ...
+    killed_s = time.monotonic() - started
+    os.kill(server_pid(runtime), signal.SIGKILL)  # ... then the server dies mid-stream
+    stdout, stderr = host.communicate(timeout=seconds + 60)
+    assert host.returncode == 0, stderr
+    latency = reported_latency()
+    assert stdout.split() == ["latency", str(latency)]
+
+    audio_in = np.fromfile(tmp_path / "take.in", np.float32).reshape(2, -1)
+    audio_out = np.fromfile(tmp_path / "take.out", np.float32).reshape(2, -1)
+    run_us = np.fromfile(tmp_path / "take.run_us", np.float32)
+    assert np.isfinite(audio_out).all()
+    # The audio thread never waits: a call costs microseconds; the tail is the loaded machine's preemption.
+    assert np.median(run_us) < 1000
+    assert np.percentile(run_us, 99) < period_s * 1e6
+    dry = np.zeros_like(audio_in)
+    dry[:, latency:] = audio_in[:, :-latency]
+    is_dry = np.all(audio_out == dry, axis=0)
+    kill_frame = int(killed_s * SAMPLE_RATE)
+    before = slice(kill_frame - SAMPLE_RATE // 2, kill_frame - latency)
+    assert not is_dry[before].any()  # enhanced before the kill
+    after = is_dry[kill_frame : kill_frame + 3 * SAMPLE_RATE]
+    assert longest_run(after) >= SAMPLE_RATE // 10  # then exactly the delayed dry input ...
+    assert not is_dry[-SAMPLE_RATE:].any()  # ... and enhanced again once a new server runs
+
+
+def serving(runtime: Path) -> bool:
+    log = runtime / "server.log"
+    return log.exists() and "slot " in log.read_text()
+
+
+def longest_run(flags: np.ndarray) -> int:
+    best = current = 0
+    for flag in flags:
+        current = current + 1 if flag else 0
+        best = max(best, current)
+    return best

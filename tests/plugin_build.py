@@ -1,0 +1,54 @@
+"""CMake builds for the tests: the tool finder, and the VST3 bundles built once per session
+into build/plugin-tests (ignored by git; incremental, so later sessions only re-link what changed)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUILD_DIR = REPO_ROOT / "build" / "plugin-tests"
+DPF_DIR = Path("/usr/share/dpf")
+
+
+def find_tool(name: str) -> str | None:
+    """A tool on PATH or beside this interpreter (pip's cmake/ninja wheels)."""
+    beside_python = Path(sys.executable).parent / name
+    return shutil.which(name) or (str(beside_python) if beside_python.exists() else None)
+
+
+@functools.cache
+def _build() -> str:
+    """"" on success, else the reason the bundles cannot be built here."""
+    if not (DPF_DIR / "cmake" / "DPF-plugin.cmake").exists():
+        return "dpf-source is not installed (apt-get install dpf-source)"
+    cmake = find_tool("cmake")
+    if cmake is None:
+        return "cmake is not installed"
+    env = {**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
+    configure = [
+        cmake, "-S", str(REPO_ROOT), "-B", str(BUILD_DIR), "-DCMAKE_BUILD_TYPE=Release",
+        "-DSPEAKUP_BUILD_PYTHON=OFF", "-DSPEAKUP_BUILD_PLUGIN=ON", "-DSPEAKUP_BUILD_PLUGIN_TEST_HOST=ON",
+        "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
+    ]  # fmt: skip
+    for command in (configure, [cmake, "--build", str(BUILD_DIR)]):
+        step = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+        assert step.returncode == 0, step.stdout + step.stderr
+    return ""
+
+
+def plugin_bundles() -> dict[str, Path]:
+    """{"SpeakUp": stereo bundle, "SpeakUpMono": mono bundle}; skips the test where DPF or cmake is missing.
+
+    The same build holds SpeakUp-ladspa.so and realtime_host (plugin/tests/realtime_host.cpp).
+    """
+    reason = _build()
+    if reason:
+        pytest.skip(reason)
+    return {name: BUILD_DIR / "bin" / f"{name}.vst3" for name in ("SpeakUp", "SpeakUpMono")}
