@@ -31,10 +31,13 @@ SAMPLE_RATES_HZ = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200,
 
 
 def engine_latency_samples(options: ChainOptions, sample_rate: int, channels: int) -> int:
-    """The engine's latency for a chain; the one place this script calls the engine."""
+    """The engine's latency for a chain (no model is loaded for it); the one place this script calls the engine."""
     from speakup_fx.engine import Engine
+    from speakup_fx.runtime.host import shared_host
+    from speakup_fx.stages.chain import build_chain
 
-    return Engine(channels, sample_rate, options, default_params()).latency_samples
+    params = default_params()
+    return Engine(channels, sample_rate, build_chain(channels, options, params, shared_host("cpu")), params).latency_samples
 
 
 def engine_latency_bound_ms(presets: list[Preset]) -> int:

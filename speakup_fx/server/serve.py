@@ -10,13 +10,16 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 
 from speakup_fx._native import BridgeError, BridgeSegment, bridge_runtime_dir, bridge_segment_prefix
+from speakup_fx.engine import Engine
 from speakup_fx.params import PARAMS, ChainOptions
 from speakup_fx.presets import list_presets, load_preset
+from speakup_fx.runtime.host import ModelHost
+from speakup_fx.stages.chain import build_chain
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +29,11 @@ IDLE_WAIT_S = 0.002
 LOCK_NAME = "server.lock"
 
 
-def make_engine(channels: int, sample_rate: int, options: ChainOptions, params: dict[str, float]) -> Any:
-    """The one place the server builds an engine (the runtime refactor changes only this)."""
-    from speakup_fx.engine import Engine
-
-    return Engine(channels, sample_rate, options, params)
+def make_engine(
+    channels: int, sample_rate: int, options: ChainOptions, params: dict[str, float], host: ModelHost
+) -> Engine:
+    """The one place the server builds an engine: the chain for ``options``, its model streams from ``host``."""
+    return Engine(channels, sample_rate, build_chain(channels, options, params, host), params)
 
 
 def runtime_dir() -> Path:
@@ -63,7 +66,7 @@ class Slot:
     """One plugin instance: its segment and the engine that serves it."""
 
     segment: BridgeSegment
-    engine: Any
+    engine: Engine
     program_index: int
     params_generation: int
     block: np.ndarray
@@ -85,10 +88,14 @@ def params_of(segment: BridgeSegment) -> tuple[dict[str, float], int]:
 
 
 class Server:
-    """Attaches to every bridge segment of this user and streams each through its own engine."""
+    """Attaches to every bridge segment of this user and streams each through its own engine.
 
-    def __init__(self, idle_exit_s: float) -> None:
+    Every engine takes its model streams from the server's one ``ModelHost`` (models load once).
+    """
+
+    def __init__(self, idle_exit_s: float, device: str = "auto") -> None:
         self.idle_exit_s = idle_exit_s
+        self.host = ModelHost(device)
         self.slots: dict[str, Slot] = {}
         self.refused: set[str] = set()
         self.presets = list_presets()
@@ -118,7 +125,10 @@ class Server:
         params, program = params_of(segment)
         for slot in self.slots.values():  # building an engine may take a while: others must not think us dead
             slot.segment.beat_server()
-        engine = make_engine(segment.channels, segment.sample_rate_hz, program_options(program, self.presets), params)
+        engine = make_engine(
+            segment.channels, segment.sample_rate_hz, program_options(program, self.presets), params, self.host
+        )
+        engine.prepare()  # load the model now, not on the first block
         padding = segment.wet_latency_samples - engine.latency_samples
         if padding < 0:
             logger.warning("refusing segment %s: engine latency %d > %d", name, engine.latency_samples, segment.wet_latency_samples)
@@ -220,6 +230,7 @@ def _process_exists(pid: int) -> bool:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-exit-s", type=float, default=30.0, help="exit after this long without instances")
+    parser.add_argument("--device", default="auto", help="where models run: auto, cpu, cuda or cuda:N (default: auto)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -228,4 +239,4 @@ def run(args: argparse.Namespace) -> int:
         logger.info("a SpeakUp server already runs for this user")
         return 0
     with lock:
-        return Server(args.idle_exit_s).run()
+        return Server(args.idle_exit_s, args.device).run()
