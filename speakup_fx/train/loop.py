@@ -77,6 +77,8 @@ def build_state(config: Config, world: World) -> State:
     generator = build_generator(config).to(world.device)
     if output_count(generator) != len(config.data.targets):
         raise ValueError(f"data.targets: {len(config.data.targets)} targets {list(config.data.targets)} for a generator with {output_count(generator)} outputs")
+    if config.schedule.adversarial_steps > 0 and output_count(generator) > 1:
+        raise ValueError(f"schedule.adversarial_steps: the discriminators judge one output; {config.generator} has {output_count(generator)}")
     postnet = [p for n, p in generator.named_parameters() if n.startswith("postnet.")]
     body = [p for n, p in generator.named_parameters() if not n.startswith("postnet.")]
     o = config.optim
