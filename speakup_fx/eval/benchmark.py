@@ -188,6 +188,44 @@ class DeepFilterNet3:
         return output
 
 
+class TrainedCheckpoint:
+    """One output of a training checkpoint's generator (EMA weights when kept), run offline on each channel
+    at the model's rate (soxr in and out): scores a run before it is exported."""
+
+    def __init__(self, checkpoint_path: str | Path, output: int = 0) -> None:
+        import torch
+
+        from speakup_fx.train.loop import load_trained_generator
+
+        self._torch = torch
+        self.model, payload = load_trained_generator(checkpoint_path)
+        self.step = int(payload["step"])
+        self.output = output
+        self.sample_rate = getattr(self.model, "input_sample_rate", metrics.METRIC_SAMPLE_RATE)
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        torch = self._torch
+        output = np.empty_like(audio)
+        for channel, signal in enumerate(audio):
+            resampled = soxr.resample(signal, sample_rate, self.sample_rate).astype(np.float32)
+            with torch.inference_mode():
+                enhanced = self.model(torch.from_numpy(resampled)[None, None])[0, self.output].numpy()
+            back = soxr.resample(enhanced, self.sample_rate, sample_rate)
+            output[channel] = np.pad(back, (0, max(0, audio.shape[1] - back.size)))[: audio.shape[1]]
+        return output
+
+
+def checkpoint_systems(checkpoint_path: str | Path) -> dict[str, Callable[[], System]]:
+    """``{"checkpoint_OUTPUT": factory}`` for each output the checkpoint's generator names."""
+    from speakup_fx.train.checkpoint import load_checkpoint
+    from speakup_fx.train.config import Config, from_dict
+    from speakup_fx.train.loop import build_generator
+
+    generator = build_generator(from_dict(Config, load_checkpoint(checkpoint_path)["config"]))
+    names = getattr(generator, "output_names", ("enhanced",))
+    return {f"checkpoint_{name}": (lambda i=i: TrainedCheckpoint(checkpoint_path, i)) for i, name in enumerate(names)}
+
+
 SYSTEMS: dict[str, tuple[Callable[[], System], str]] = {
     "noisy": (_noisy, "the input itself"),
     "classic": (lambda: _speakup(engine="classic"), "SpeakUp(preset='restore', engine='classic')"),
@@ -241,15 +279,18 @@ def score_file(eval_set: EvalSet, item: EvalItem, system_name: str, system: Syst
         return FileResult(**base, error=f"{type(error).__name__}: {error}")
 
 
-def run_benchmark(eval_sets: Sequence[EvalSet], system_names: Sequence[str]) -> list[FileResult]:
-    """Score every system on every file; a system that cannot be built gets one error row per data set."""
-    unknown = [name for name in system_names if name not in SYSTEMS]
+def run_benchmark(
+    eval_sets: Sequence[EvalSet], system_names: Sequence[str], extra_systems: dict[str, Callable[[], System]] | None = None
+) -> list[FileResult]:
+    """Score every system (of ``SYSTEMS`` or ``extra_systems``) on every file; a system that cannot be built gets one error row per data set."""
+    factories = {name: factory for name, (factory, _) in SYSTEMS.items()} | (extra_systems or {})
+    unknown = [name for name in system_names if name not in factories]
     if unknown:
-        raise ValueError(f"systems: unknown {unknown}; choose from {list(SYSTEMS)}")
+        raise ValueError(f"systems: unknown {unknown}; choose from {list(factories)}")
     results: list[FileResult] = []
     for system_name in system_names:
         try:
-            system = SYSTEMS[system_name][0]()
+            system = factories[system_name]()
         except Exception as error:  # an unavailable engine is reported, never silently dropped
             message = f"unavailable: {type(error).__name__}: {error}"
             logger.error("system %s %s", system_name, message)

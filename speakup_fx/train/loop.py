@@ -24,7 +24,7 @@ from speakup_fx.models.paper import PaperGenerator
 from speakup_fx.models.streaming import StreamingGenerator
 from speakup_fx.train import losses
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
-from speakup_fx.train.config import Config, to_dict
+from speakup_fx.train.config import Config, from_dict, to_dict
 from speakup_fx.train.distributed import World, mean_across_ranks, per_rank_batch, unwrap, wrap
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,16 @@ def build_generator(config: Config) -> nn.Module:
     if config.generator == "dfnet":
         return DFNet(config.dfnet)
     return PaperGenerator(config.hifigan_paper)
+
+
+def load_trained_generator(checkpoint_path: str | Path) -> tuple[nn.Module, dict]:
+    """The generator of a training checkpoint, in eval mode, with its EMA weights when the run kept them;
+    and the checkpoint's payload (``config`` dict, ``step``, ...)."""
+    payload = load_checkpoint(checkpoint_path)
+    config = from_dict(Config, payload["config"])
+    generator = build_generator(config)
+    generator.load_state_dict(payload.get("generator_ema", payload["generator"]))
+    return generator.eval(), payload
 
 
 def output_count(generator: nn.Module) -> int:

@@ -191,3 +191,29 @@ def test_voicebank_demand_noisy_and_deepfilternet3_match_the_published_figures(t
     assert noisy.dnsmos_ovrl == pytest.approx(1.88, abs=0.01)
     assert dfn.pesq_wb == pytest.approx(2.18, abs=0.06) and dfn.stoi == pytest.approx(0.891, abs=0.005)
     assert dfn.dnsmos_ovrl == pytest.approx(3.04, abs=0.05)
+
+
+def test_each_output_of_a_training_checkpoint_is_scored_as_a_system(data_dir, tmp_path):
+    import torch
+
+    from speakup_fx.models.dfnet import DFNet, DFNetConfig
+    from speakup_fx.train.checkpoint import save_checkpoint
+    from speakup_fx.train.config import Config, to_dict
+
+    config = Config(generator="dfnet", dfnet=DFNetConfig(channels=8, gru_layers=1, df_bins=16))
+    torch.manual_seed(0)
+    trained, average = DFNet(config.dfnet), DFNet(config.dfnet)
+    save_checkpoint(tmp_path / "best.pt", {"config": to_dict(config), "step": 7, "generator": trained.state_dict(), "generator_ema": average.state_dict()})
+    system = benchmark.TrainedCheckpoint(tmp_path / "best.pt", output=1)
+    audio = synthetic.noisy_speech(0.5, 44_100, snr_db=5.0, seed=0)
+    with torch.inference_mode():
+        expected = average(torch.from_numpy(benchmark.soxr.resample(audio[0], 44_100, 16_000).astype(np.float32))[None, None])[0, 1]
+    assert system.step == 7 and system(audio, 44_100).shape == audio.shape  # the EMA weights, output 1, at the file's rate
+    np.testing.assert_allclose(benchmark.soxr.resample(system(audio, 44_100)[0], 44_100, 16_000)[200:-200], expected.numpy()[200:-200], atol=0.02)
+
+    out = tmp_path / "results"
+    args = ["eval", "--data-dir", str(data_dir), "--out", str(out), "--systems", "noisy", "--datasets", "voicebank_demand", "--checkpoint", str(tmp_path / "best.pt")]
+    assert main(args) == 0
+    scored = summaries_by_key(out)
+    assert {("voicebank_demand", "checkpoint_denoised"), ("voicebank_demand", "checkpoint_dereverberated")} <= set(scored)
+    assert main([*args[:-1], str(tmp_path / "missing.pt")]) == 2
