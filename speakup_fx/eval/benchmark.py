@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,8 @@ class FileResult:
     dnsmos_sig: float = math.nan
     dnsmos_bak: float = math.nan
     dnsmos_ovrl: float = math.nan
+    word_errors: float = math.nan
+    reference_words: float = math.nan
     error: str = ""
 
 
@@ -81,7 +84,8 @@ class Summary:
     """Means over the files one system scored on one data set.
 
     ``rtf`` is total compute time over total audio duration; ``lag_ms`` the median
-    lag of the outputs behind their references (0 when aligned).
+    lag of the outputs behind their references (0 when aligned); ``wer`` the word errors
+    over all files / the words of all the references' transcripts.
     """
 
     dataset: str
@@ -94,6 +98,7 @@ class Summary:
     dnsmos_sig: float
     dnsmos_bak: float
     dnsmos_ovrl: float
+    wer: float
     rtf: float
     lag_ms: float
     error: str
@@ -237,8 +242,16 @@ SYSTEMS: dict[str, tuple[Callable[[], System], str]] = {
 # --- scoring -----------------------------------------------------------------------------------
 
 
-def score_file(eval_set: EvalSet, item: EvalItem, system_name: str, system: System) -> FileResult:
-    """Run ``system`` on ``item`` and score its output; an error is recorded in the result, not raised."""
+@lru_cache(maxsize=None)
+def _reference_transcript(path: Path) -> tuple[str, ...]:
+    """A clean reference's transcript, once per file however many systems are scored."""
+    audio, sample_rate = read_audio(path)
+    return tuple(metrics.transcribe(to_metric_rate(audio, sample_rate), metrics.METRIC_SAMPLE_RATE))
+
+
+def score_file(eval_set: EvalSet, item: EvalItem, system_name: str, system: System, word_error: bool = False) -> FileResult:
+    """Run ``system`` on ``item`` and score its output (with ``word_error``, also transcribe it against the
+    reference's transcript); an error is recorded in the result, not raised."""
     base = {"dataset": eval_set.name, "system": system_name, "file": item.name}
     try:
         audio, sample_rate = read_audio(item.input_path)
@@ -259,6 +272,10 @@ def score_file(eval_set: EvalSet, item: EvalItem, system_name: str, system: Syst
             scores["pesq_wb"] = metrics.pesq_wb(reference, estimate, rate)
             scores["stoi"] = metrics.stoi(reference, estimate, rate)
             scores["si_sdr_db"] = metrics.si_sdr_db(reference, estimate)
+            if word_error:
+                words = _reference_transcript(item.reference_path)
+                scores["word_errors"] = float(metrics.word_errors(list(words), metrics.transcribe(estimate, rate)))
+                scores["reference_words"] = float(len(words))
         else:
             reference = to_metric_rate(audio, sample_rate)
         max_lag = int(LAG_SEARCH_MS * metrics.METRIC_SAMPLE_RATE / 1000)
@@ -280,9 +297,13 @@ def score_file(eval_set: EvalSet, item: EvalItem, system_name: str, system: Syst
 
 
 def run_benchmark(
-    eval_sets: Sequence[EvalSet], system_names: Sequence[str], extra_systems: dict[str, Callable[[], System]] | None = None
+    eval_sets: Sequence[EvalSet],
+    system_names: Sequence[str],
+    extra_systems: dict[str, Callable[[], System]] | None = None,
+    word_error: bool = False,
 ) -> list[FileResult]:
-    """Score every system (of ``SYSTEMS`` or ``extra_systems``) on every file; a system that cannot be built gets one error row per data set."""
+    """Score every system (of ``SYSTEMS`` or ``extra_systems``) on every file (``word_error``: with WER);
+    a system that cannot be built gets one error row per data set."""
     factories = {name: factory for name, (factory, _) in SYSTEMS.items()} | (extra_systems or {})
     unknown = [name for name in system_names if name not in factories]
     if unknown:
@@ -299,7 +320,7 @@ def run_benchmark(
         for eval_set in eval_sets:
             start = time.perf_counter()
             for item in eval_set.items:
-                results.append(score_file(eval_set, item, system_name, system))
+                results.append(score_file(eval_set, item, system_name, system, word_error))
                 logger.debug("%s / %s / %s done", eval_set.name, system_name, item.name)
             elapsed_s = time.perf_counter() - start
             logger.info("%s / %s: %d files in %.1f s", eval_set.name, system_name, len(eval_set.items), elapsed_s)
@@ -309,6 +330,12 @@ def run_benchmark(
 def _mean(values: Iterable[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
+
+
+def _pooled_wer(rows: Sequence[FileResult]) -> float:
+    transcribed = [r for r in rows if not math.isnan(r.word_errors) and r.reference_words > 0]
+    words = sum(r.reference_words for r in transcribed)
+    return sum(r.word_errors for r in transcribed) / words if words else math.nan
 
 
 def summarize(results: Sequence[FileResult]) -> list[Summary]:
@@ -336,6 +363,7 @@ def summarize(results: Sequence[FileResult]) -> list[Summary]:
                 files=len(scored),
                 failed=len(failed),
                 **{name: _mean(getattr(r, name) for r in scored) for name in METRIC_NAMES},
+                wer=_pooled_wer(scored),
                 rtf=sum(r.compute_s for r in scored) / duration_s if duration_s > 0 else math.nan,
                 lag_ms=float(np.median(lags)) if lags else math.nan,
                 error=note,
@@ -356,6 +384,7 @@ _MARKDOWN_COLUMNS = (
     ("dnsmos_sig", "DNSMOS SIG", "{:.2f}"),
     ("dnsmos_bak", "DNSMOS BAK", "{:.2f}"),
     ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"),
+    ("wer", "WER", "{:.3f}"),
     ("rtf", "RTF", "{:.3f}"),
     ("lag_ms", "lag ms", "{:.1f}"),
     ("error", "note", "{}"),

@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", default=None, help="comma-separated data set names (default: every set found)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N files of each data set")
     parser.add_argument(
+        "--wer", action="store_true",
+        help="also transcribe (pocketsphinx, offline) each clean reference and output: WER against the clean's transcript (slow)",
+    )
+    parser.add_argument(
         "--checkpoint", type=Path, default=None,
         help="also score each output of this training checkpoint's generator (EMA weights) as system checkpoint_OUTPUT",
     )
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             logger.error("--checkpoint: %s", error)
             return 2
         system_names = [*system_names, *extra]
-    results = benchmark.run_benchmark(eval_sets, system_names, extra)
+    results = benchmark.run_benchmark(eval_sets, system_names, extra, args.wer)
     summaries = benchmark.summarize(results)
     paths = benchmark.write_results(args.out, results, summaries)
     print(benchmark.markdown_table(summaries), end="")

@@ -217,3 +217,20 @@ def test_each_output_of_a_training_checkpoint_is_scored_as_a_system(data_dir, tm
     scored = summaries_by_key(out)
     assert {("voicebank_demand", "checkpoint_denoised"), ("voicebank_demand", "checkpoint_dereverberated")} <= set(scored)
     assert main([*args[:-1], str(tmp_path / "missing.pt")]) == 2
+
+
+def test_wer_counts_each_systems_word_errors_against_the_clean_transcript(data_dir, tmp_path, monkeypatch):
+    # a stand-in recogniser: quiet audio (the references, the noisy inputs) is heard right, loud audio wrong
+    heard = {"clean": ["ask", "her", "to", "bring"], "noisy": ["ask", "to", "ring"]}
+    monkeypatch.setattr(metrics, "transcribe", lambda audio, rate: heard["clean" if np.abs(audio).max() < 0.5 else "noisy"])
+    monkeypatch.setattr(benchmark, "SYSTEMS", {**benchmark.SYSTEMS, "loud": (lambda: lambda audio, rate: np.clip(4 * audio, -1, 1), "x")})
+    benchmark._reference_transcript.cache_clear()
+    out = tmp_path / "results"
+    assert main(["eval", "--data-dir", str(data_dir), "--out", str(out), "--systems", "noisy,loud", "--wer"]) == 0
+    summaries = summaries_by_key(out)
+    assert math.isnan(summaries[("home_mic_44k", "loud")].wer)  # no reference: no WER
+    quiet, loud = summaries[("voicebank_demand", "noisy")], summaries[("voicebank_demand", "loud")]
+    assert quiet.wer == 0.0
+    assert loud.wer == pytest.approx(2 / 4)  # a deletion and a substitution in 4 reference words
+    assert " WER " in (out / "summary.md").read_text(encoding="utf-8")
+    benchmark._reference_transcript.cache_clear()
