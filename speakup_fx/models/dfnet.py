@@ -94,17 +94,18 @@ class DFNet(nn.Module):
         outputs = len(self.output_names)
         widths = erb_band_widths(self.input_sample_rate, c.fft_size, c.erb_bands, c.min_bins_per_band)
         band_of_bin = torch.repeat_interleave(torch.arange(c.erb_bands), torch.tensor(widths))
-        spread = F.one_hot(band_of_bin, c.erb_bands).float()  # (bins, bands): a band's gain on its bins
+        dtype = torch.get_default_dtype()  # buffers computed in float64, kept in the parameters' dtype
+        spread = F.one_hot(band_of_bin, c.erb_bands).to(dtype)  # (bins, bands): a band's gain on its bins
         self.register_buffer("band_spread", spread.T.contiguous(), persistent=False)
         self.register_buffer("band_mean", spread / spread.sum(0), persistent=False)  # bin powers -> band mean power
         window = torch.hann_window(c.fft_size, periodic=True, dtype=torch.float64).sqrt()
-        self.register_buffer("window", window.float(), persistent=False)
-        self.register_buffer("synthesis_window", (window * 2 * c.hop_samples / c.fft_size).float(), persistent=False)
+        self.register_buffer("window", window.to(dtype), persistent=False)
+        self.register_buffer("synthesis_window", (window * 2 * c.hop_samples / c.fft_size).to(dtype), persistent=False)
         decay = math.exp(-c.hop_samples / (c.norm_tau_s * self.input_sample_rate))
         steps = torch.arange(_EMA_CHUNK_FRAMES, dtype=torch.float64)
         lag = steps[:, None] - steps[None, :]
-        self.register_buffer("ema_kernel", torch.where(lag >= 0, (1 - decay) * decay ** lag.clamp_min(0), 0.0).float(), persistent=False)
-        self.register_buffer("ema_carry", (decay ** (steps + 1)).float(), persistent=False)
+        self.register_buffer("ema_kernel", torch.where(lag >= 0, (1 - decay) * decay ** lag.clamp_min(0), 0.0).to(dtype), persistent=False)
+        self.register_buffer("ema_carry", (decay ** (steps + 1)).to(dtype), persistent=False)
         features = c.erb_bands + 2 * c.df_bins
         self.input = CachedConv1d(features, c.channels, c.conv_frames)
         self.gru = nn.GRU(c.channels, c.channels, c.gru_layers, batch_first=True)
