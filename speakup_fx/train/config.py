@@ -55,7 +55,7 @@ class ScheduleConfig:
 class OptimConfig:
     """Adam settings, the learning-rate schedule and the EMA copy of the generator."""
 
-    generator_lr: float = field(default=5e-4, metadata={"help": "generator learning rate"})
+    generator_lr: float = field(default=5e-4, metadata={"help": "generator learning rate, for the global batch whatever the world size"})
     discriminator_lr: float = field(default=2e-4, metadata={"help": "discriminator learning rate"})
     betas: tuple[float, float] = field(default=(0.8, 0.99), metadata={"help": "Adam betas"})
     grad_clip: float = field(default=5.0, metadata={"help": "gradient-norm clip of the generator"})
@@ -87,7 +87,7 @@ class Config:
     """A whole training run."""
 
     seed: int = field(default=0, metadata={"help": "seed of model init and of every data draw"})
-    batch_size: int = field(default=16, metadata={"help": "global batch size (split across ranks)"})
+    batch_size: int = field(default=16, metadata={"help": "global batch size: each of N ranks takes batch_size / N (see per_rank_batch)"})
     threads: int = field(default=1, metadata={"help": "torch threads per rank"})
     generator: str = field(default="streaming", metadata={"help": "'streaming' (default), 'hifigan_paper' or 'dfnet'"})
     log_every: int = field(default=25, metadata={"help": "steps between scalar logs"})
