@@ -1,7 +1,7 @@
 """The evaluation benchmark: data sets, the systems under test, scoring and the result tables.
 
 Data sets live under ``DATA_DIR/eval/NAME/``: a folder with ``noisy/`` and
-``clean/`` subfolders of same-named files is *paired* (PESQ-WB, STOI, SI-SDR and
+``clean/`` subfolders of same-named files is *paired* (PESQ-WB, STOI, SI-SDR, the speech level against the clean's and
 DNSMOS); a folder of audio files is *unpaired* (DNSMOS only). Each system turns
 a file's audio into an output of the same shape at the file's own rate; every
 output is resampled to 16 kHz (soxr) before it is scored.
@@ -30,7 +30,7 @@ AUDIO_SUFFIXES = (".flac", ".wav")
 LAG_SEARCH_MS = 250.0
 """Cross-correlation lags searched when checking that an output is aligned with its reference."""
 
-METRIC_NAMES = ("pesq_wb", "stoi", "si_sdr_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+METRIC_NAMES = ("pesq_wb", "stoi", "si_sdr_db", "speech_level_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
 """Per-file scores, averaged in the summaries."""
 
 System = Callable[[np.ndarray, int], np.ndarray]
@@ -71,6 +71,7 @@ class FileResult:
     pesq_wb: float = math.nan
     stoi: float = math.nan
     si_sdr_db: float = math.nan
+    speech_level_db: float = math.nan
     dnsmos_sig: float = math.nan
     dnsmos_bak: float = math.nan
     dnsmos_ovrl: float = math.nan
@@ -95,6 +96,7 @@ class Summary:
     pesq_wb: float
     stoi: float
     si_sdr_db: float
+    speech_level_db: float
     dnsmos_sig: float
     dnsmos_bak: float
     dnsmos_ovrl: float
@@ -272,6 +274,7 @@ def score_file(eval_set: EvalSet, item: EvalItem, system_name: str, system: Syst
             scores["pesq_wb"] = metrics.pesq_wb(reference, estimate, rate)
             scores["stoi"] = metrics.stoi(reference, estimate, rate)
             scores["si_sdr_db"] = metrics.si_sdr_db(reference, estimate)
+            scores["speech_level_db"] = metrics.speech_level_difference_db(reference, estimate, rate)
             if word_error:
                 words = _reference_transcript(item.reference_path)
                 scores["word_errors"] = float(metrics.word_errors(list(words), metrics.transcribe(estimate, rate)))
@@ -381,6 +384,7 @@ _MARKDOWN_COLUMNS = (
     ("pesq_wb", "PESQ-WB", "{:.2f}"),
     ("stoi", "STOI", "{:.3f}"),
     ("si_sdr_db", "SI-SDR dB", "{:.2f}"),
+    ("speech_level_db", "level dB", "{:+.1f}"),
     ("dnsmos_sig", "DNSMOS SIG", "{:.2f}"),
     ("dnsmos_bak", "DNSMOS BAK", "{:.2f}"),
     ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"),

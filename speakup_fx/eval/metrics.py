@@ -160,6 +160,29 @@ def dnsmos(audio: np.ndarray, sample_rate: int) -> DnsmosScores:
     )
 
 
+SPEECH_FRAME_S = 0.02
+"""Frame of the speech-level comparison."""
+
+SPEECH_ACTIVE_DB = -30.0
+"""Reference frames within this many dB of the loudest one count as speech."""
+
+
+def speech_level_difference_db(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
+    """Level of ``estimate`` minus level of ``reference`` over the frames where the reference speaks, dB:
+    below 0 when speech was removed along with the noise (over-suppression)."""
+    ref, est = _pair(reference, estimate)
+    frame = int(SPEECH_FRAME_S * sample_rate)
+    frames = ref.size // frame
+    if frames == 0:
+        raise ValueError(f"reference: shorter than one {SPEECH_FRAME_S} s frame")
+    ref_energy = np.square(ref[: frames * frame].reshape(frames, frame), dtype=np.float64).sum(axis=1)
+    est_energy = np.square(est[: frames * frame].reshape(frames, frame), dtype=np.float64).sum(axis=1)
+    if not np.any(ref_energy > 0):
+        raise ValueError("reference: silent")
+    active = ref_energy > ref_energy.max() * 10 ** (SPEECH_ACTIVE_DB / 10)
+    return float(10 * np.log10(max(est_energy[active].sum(), 1e-20) / ref_energy[active].sum()))
+
+
 @lru_cache(maxsize=1)
 def _decoder():
     from pocketsphinx import Decoder

@@ -148,3 +148,14 @@ def test_the_recogniser_transcribes_a_clean_voicebank_sentence_offline():
 
     audio, rate = soundfile.read(VOICEBANK_CLEAN, dtype="float32")
     assert " ".join(metrics.transcribe(audio, rate)) == "ask her to bring these things with her from the store"
+
+
+def test_speech_level_difference_measures_a_known_gain_on_the_speech_frames():
+    speech = np.concatenate([np.zeros(RATE // 2, np.float32), clean_speech(1.0)])
+    assert metrics.speech_level_difference_db(speech, 0.5 * speech, RATE) == pytest.approx(-6.02, abs=0.01)
+    # noise in the pauses is not speech: it does not lift the level
+    pauses = speech.copy()
+    pauses[: RATE // 2] = 0.05 * np.random.default_rng(0).standard_normal(RATE // 2)
+    assert metrics.speech_level_difference_db(speech, pauses, RATE) == pytest.approx(0.0, abs=0.01)
+    with pytest.raises(ValueError, match="silent"):
+        metrics.speech_level_difference_db(np.zeros(RATE, np.float32), speech[:RATE], RATE)
