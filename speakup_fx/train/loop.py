@@ -262,7 +262,7 @@ def build_datasets(config: Config) -> tuple[DegradedSpeech, DegradedSpeech]:
 @torch.no_grad()
 def validate(state: State, noisy: torch.Tensor, target: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
     """Weighted reconstruction loss on the fixed validation set (rank 0, no DDP), of the EMA copy when there is one."""
-    generator = (state.ema or unwrap(state.generator)).eval()
+    generator = (unwrap(state.generator) if state.ema is None else state.ema).eval()
     fake = torch.cat([generator(n[None].to(state.world.device)) for n in noisy]).cpu()
     generator.train()
     weights = state.config.loss.weights
