@@ -92,9 +92,10 @@ class DFNet(nn.Module):
         self.bins = c.fft_size // 2 + 1
         outputs = len(self.output_names)
         widths = erb_band_widths(self.input_sample_rate, c.fft_size, c.erb_bands, c.min_bins_per_band)
-        band_of_bin = torch.repeat_interleave(torch.arange(c.erb_bands), torch.tensor(widths))
         dtype = torch.get_default_dtype()  # buffers computed in float64, kept in the parameters' dtype
-        spread = F.one_hot(band_of_bin, c.erb_bands).to(dtype)  # (bins, bands): a band's gain on its bins
+        band_of_bin = [band for band, width in enumerate(widths) for _ in range(width)]
+        # (bins, bands): a band's gain on its bins; built from Python lists so the model also builds on the meta device
+        spread = torch.tensor([[float(b == band) for band in range(c.erb_bands)] for b in band_of_bin], dtype=dtype)
         self.register_buffer("band_spread", spread.T.contiguous(), persistent=False)
         self.register_buffer("band_mean", spread / spread.sum(0), persistent=False)  # bin powers -> band mean power
         window = torch.hann_window(c.fft_size, periodic=True, dtype=torch.float64).sqrt()

@@ -67,6 +67,13 @@ def test_batch_rows_are_independent(model):
         torch.testing.assert_close(model(x[i : i + 1]), batched[i : i + 1], atol=1e-5, rtol=0)
 
 
+def test_the_model_builds_on_the_meta_device():
+    """A host learns the latency and outputs of a weights file without loading it."""
+    with torch.device("meta"):
+        model = DFNet()
+    assert model.latency_samples == 480 and model.window.is_meta
+
+
 def test_latency_is_window_overlap_plus_lookahead_and_at_most_40_ms():
     assert DFNet().latency_samples == 480  # 30 ms
     assert DFNet(DFNetConfig(lookahead_frames=2)).latency_samples == 640
