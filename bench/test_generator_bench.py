@@ -4,12 +4,15 @@ Target: the default (streaming) 16 kHz generator at RTF <= 0.05 with 2 threads, 
 with 100 ms blocks and whole-file (1 thread is measured too: on a shared machine small
 streaming ops suffer from thread synchronisation). The paper's WaveNet generator is measured for the ratio.
 Each figure is also reported as a ratio to DeepFilterNet3 on 16 kHz mono, measured in the same session.
+DFNet (the two-output enhancer of issue 9) is held to RTF <= 0.25 x DFN3's per channel (16 kHz mono),
+streaming hop by hop (10 ms blocks, the plugin's case) and whole-file.
 Run: ``pytest bench/test_generator_bench.py --benchmark-enable``.
 """
 
 import pytest
 import torch
 
+from speakup_fx.models.dfnet import DFNet
 from speakup_fx.models.paper import PaperGenerator
 from speakup_fx.models.streaming import StreamingGenerator
 
@@ -64,3 +67,32 @@ def test_paper_generator_whole_file(benchmark, dfn3_reference, threads):
     x = audio(1.0)
     benchmark.pedantic(generator, args=(x,), rounds=2, warmup_rounds=1)
     record(benchmark, dfn3_reference(SAMPLE_RATE, 1), 1.0, threads)
+
+
+DFNET_RATIO_TARGET = 0.25
+"""DFNet's RTF / DFN3's RTF per channel, at most."""
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("block_hops", [1, 10], ids=["10ms", "100ms"])
+def test_dfnet_streams_at_a_quarter_of_dfn3(benchmark, dfn3_reference, threads, block_hops):
+    model = DFNet().eval()
+    x, block = audio(10.0), block_hops * model.config.hop_samples
+
+    def run():
+        state = model.initial_state(1)
+        for i in range(0, x.shape[-1], block):
+            _, state = model.forward_stream(x[..., i : i + block], state)
+
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    reference = dfn3_reference(SAMPLE_RATE, 1)
+    assert record(benchmark, reference, 10.0, threads) <= DFNET_RATIO_TARGET * reference.rtf
+
+
+@torch.inference_mode()
+def test_dfnet_whole_file(benchmark, dfn3_reference, threads):
+    model = DFNet().eval()
+    x = audio(10.0)
+    benchmark.pedantic(model, args=(x,), rounds=5, warmup_rounds=1)
+    reference = dfn3_reference(SAMPLE_RATE, 1)
+    assert record(benchmark, reference, 10.0, threads) <= DFNET_RATIO_TARGET * reference.rtf

@@ -28,15 +28,17 @@ def is_validation_file(path: Path, share: float = 0.02) -> bool:
 
 
 class DegradedSpeech(Dataset):
-    """Item ``(epoch, index)`` -> ``(noisy, target)`` float32 tensors ``(1, segment_samples)``."""
+    """Item ``(epoch, index)`` -> ``(noisy, target)`` float32 tensors ``(1, segment_samples)`` and
+    ``(len(targets), segment_samples)`` (the kinds of ``Degrader.targets``)."""
 
-    def __init__(self, speech: list[ManifestRow], degrader: Degrader, segment_samples: int, seed: int):
+    def __init__(self, speech: list[ManifestRow], degrader: Degrader, segment_samples: int, seed: int, targets: tuple[str, ...] = ("dry",)):
         if not speech:
             raise ValueError("speech: no speech files")
         self.speech = speech
         self.degrader = degrader
         self.segment_samples = segment_samples
         self.seed = seed
+        self.targets = targets
         durations = np.array([row.duration_s for row in speech])
         self.weights = durations / durations.sum()
 
@@ -68,8 +70,8 @@ class DegradedSpeech(Dataset):
         clean = self.clean_segment(rng)
         params = self.degrader.draw(rng)
         noisy = self.degrader.apply(clean, params)
-        target = self.degrader.target(clean, params)
-        return torch.from_numpy(noisy)[None], torch.from_numpy(target)[None]
+        target = self.degrader.targets(clean, params, self.targets)
+        return torch.from_numpy(noisy)[None], torch.from_numpy(target)
 
 
 class EpochSampler(Sampler):

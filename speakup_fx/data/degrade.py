@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 DIRECT_WINDOW_S = 0.0025
 """Half-width of the window around the direct-path peak that counts as direct sound."""
 
+TARGETS = ("dry", "reverberant", "early")
+"""Kinds of training target ``Degrader.targets`` makes."""
+
 CODECS = ("libopus", "libmp3lame", "aac")
 _CODEC_CONTAINERS = {"libopus": "ogg", "libmp3lame": "mp3", "aac": "adts"}
 _MAX_CODEC_DELAY_SAMPLES = 4096
@@ -39,6 +42,8 @@ class DegradeConfig:
     clean_only_prob: float = field(default=0.04, metadata={"help": "share of examples left undegraded (identity)"})
     noise_prob: float = field(default=0.9, metadata={"help": "chance of additive noise"})
     snr_db_range: tuple[float, float] = field(default=(-5.0, 35.0), metadata={"help": "SNR of the noise, dB"})
+    snr_tail_prob: float = field(default=0.0, metadata={"help": "chance the SNR is drawn from snr_tail_db_range instead"})
+    snr_tail_db_range: tuple[float, float] = field(default=(20.0, 40.0), metadata={"help": "SNR of the tail draws, dB"})
     reverb_prob: float = field(default=0.5, metadata={"help": "chance of a room impulse response"})
     real_rir_prob: float = field(default=0.3, metadata={"help": "chance the room is a measured (not simulated) one"})
     rt60_s_range: tuple[float, float] = field(default=(0.15, 1.0), metadata={"help": "reshaped RT60, s"})
@@ -55,6 +60,8 @@ class DegradeConfig:
     clip_ratio_range: tuple[float, float] = field(default=(0.3, 0.9), metadata={"help": "clip threshold / peak"})
     codec_prob: float = field(default=0.2, metadata={"help": "chance of a lossy codec round trip"})
     bitrate_bps_range: tuple[int, int] = field(default=(12_000, 32_000), metadata={"help": "codec bitrate, bit/s"})
+    early_reflections_s: float = field(default=0.05, metadata={"help": "room response kept whole after the direct path in the 'early' target, s"})
+    late_decay_s: float = field(default=0.1, metadata={"help": "extra 60 dB decay time of the tail after the early part in the 'early' target, s"})
 
 
 @dataclass(frozen=True)
@@ -265,7 +272,8 @@ class Degrader:
         if rng.random() < c.noise_prob:
             kw["noise_index"] = int(rng.integers(len(self.noises)))
             kw["noise_offset"] = int(rng.integers(len(self.noises[kw["noise_index"]])))
-            kw["snr_db"] = float(rng.uniform(*c.snr_db_range))
+            tail = c.snr_tail_prob > 0 and rng.random() < c.snr_tail_prob  # no draw when off: old draws stay
+            kw["snr_db"] = float(rng.uniform(*(c.snr_tail_db_range if tail else c.snr_db_range)))
         if self.rirs and rng.random() < c.reverb_prob:
             simulated = len(self.rirs) - self.real_rir_count
             if self.real_rir_count and (simulated == 0 or rng.random() < c.real_rir_prob):
@@ -310,6 +318,35 @@ class Degrader:
         """The training target: dry ``clean`` (1-D) at the drawn level."""
         return (clean * self._gain(clean, params)).astype(np.float32)
 
+    def early_room(self, params: DegradeParams) -> np.ndarray | None:
+        """``room(params)`` with its late tail decayed: whole for ``early_reflections_s`` after the direct path,
+        then faded by a further 60 dB per ``late_decay_s`` (the less-reverberant target of DeepFilterNet)."""
+        rir = self.room(params)
+        if rir is None:
+            return None
+        c = self.config
+        start = direct_path_index(rir) + int(round(c.early_reflections_s * c.sample_rate))
+        late_s = np.maximum(np.arange(len(rir)) - start, 0) / c.sample_rate
+        return (rir * np.exp(-3 * np.log(10) * late_s / c.late_decay_s)).astype(np.float32)
+
+    def targets(self, clean: np.ndarray, params: DegradeParams, kinds: tuple[str, ...]) -> np.ndarray:
+        """Targets ``(len(kinds), time)`` aligned with ``apply``: each of ``TARGETS`` is the clean speech at the
+        drawn level through no room ('dry'), the whole room ('reverberant') or its early part ('early')."""
+        unknown = set(kinds) - set(TARGETS)
+        if unknown:
+            raise ValueError(f"targets: unknown {sorted(unknown)}, expected some of {TARGETS}")
+        dry = self.target(clean, params)
+        rooms = {"dry": lambda p: None, "reverberant": self.room, "early": self.early_room}
+        return np.stack([self._through(dry, rooms[kind](params)) for kind in kinds])
+
+    @staticmethod
+    def _through(x: np.ndarray, rir: np.ndarray | None) -> np.ndarray:
+        """``x`` convolved with ``rir`` and shifted by its direct-path delay (``x`` itself when dry)."""
+        if rir is None:
+            return x
+        delay = direct_path_index(rir)
+        return scipy.signal.fftconvolve(x, rir)[delay : delay + len(x)].astype(np.float32)
+
     def apply(self, clean: np.ndarray, params: DegradeParams) -> np.ndarray:
         """Degrade 1-D float32 ``clean`` as ``params`` say; same length, aligned with ``target``."""
         if clean.ndim != 1:
@@ -318,10 +355,7 @@ class Degrader:
         if params.clean_only:
             return x
         sample_rate = self.config.sample_rate
-        rir = self.room(params)
-        if rir is not None:
-            delay = direct_path_index(rir)
-            x = scipy.signal.fftconvolve(x, rir)[delay : delay + len(x)].astype(np.float32)
+        x = self._through(x, self.room(params))
         if params.noise_index is not None:
             x = mix_at_snr(x, self._noise(params, len(x)), params.snr_db)
         if params.eq_bands:

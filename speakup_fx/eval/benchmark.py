@@ -1,7 +1,7 @@
 """The evaluation benchmark: data sets, the systems under test, scoring and the result tables.
 
 Data sets live under ``DATA_DIR/eval/NAME/``: a folder with ``noisy/`` and
-``clean/`` subfolders of same-named files is *paired* (PESQ-WB, STOI, SI-SDR and
+``clean/`` subfolders of same-named files is *paired* (PESQ-WB, STOI, SI-SDR, the speech level against the clean's and
 DNSMOS); a folder of audio files is *unpaired* (DNSMOS only). Each system turns
 a file's audio into an output of the same shape at the file's own rate; every
 output is resampled to 16 kHz (the project's one resampler) before it is scored.
@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ AUDIO_SUFFIXES = (".flac", ".wav")
 LAG_SEARCH_MS = 250.0
 """Cross-correlation lags searched when checking that an output is aligned with its reference."""
 
-METRIC_NAMES = ("pesq_wb", "stoi", "si_sdr_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+METRIC_NAMES = ("pesq_wb", "stoi", "si_sdr_db", "speech_level_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
 """Per-file scores, averaged in the summaries."""
 
 System = Callable[[np.ndarray, int], np.ndarray]
@@ -70,9 +71,12 @@ class FileResult:
     pesq_wb: float = math.nan
     stoi: float = math.nan
     si_sdr_db: float = math.nan
+    speech_level_db: float = math.nan
     dnsmos_sig: float = math.nan
     dnsmos_bak: float = math.nan
     dnsmos_ovrl: float = math.nan
+    word_errors: float = math.nan
+    reference_words: float = math.nan
     error: str = ""
 
 
@@ -81,7 +85,8 @@ class Summary:
     """Means over the files one system scored on one data set.
 
     ``rtf`` is total compute time over total audio duration; ``lag_ms`` the median
-    lag of the outputs behind their references (0 when aligned).
+    lag of the outputs behind their references (0 when aligned); ``wer`` the word errors
+    over all files / the words of all the references' transcripts.
     """
 
     dataset: str
@@ -91,9 +96,11 @@ class Summary:
     pesq_wb: float
     stoi: float
     si_sdr_db: float
+    speech_level_db: float
     dnsmos_sig: float
     dnsmos_bak: float
     dnsmos_ovrl: float
+    wer: float
     rtf: float
     lag_ms: float
     error: str
@@ -189,6 +196,46 @@ class DeepFilterNet3:
         return output
 
 
+class TrainedCheckpoint:
+    """One output of a training checkpoint's generator (EMA weights when kept), run offline on each channel
+    at the model's rate (``dsp.resample`` in and out): scores a run before it is exported."""
+
+    def __init__(self, checkpoint_path: str | Path, output: int = 0) -> None:
+        import torch
+
+        from speakup_fx.train.loop import load_trained_generator
+
+        self._torch = torch
+        self.model, payload = load_trained_generator(checkpoint_path)
+        self.step = int(payload["step"])
+        self.output = output
+        self.sample_rate = getattr(self.model, "input_sample_rate", metrics.METRIC_SAMPLE_RATE)
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        torch = self._torch
+        output = np.empty_like(audio)
+        for channel, signal in enumerate(audio):
+            resampled = resample(signal, sample_rate, self.sample_rate)
+            with torch.inference_mode():
+                enhanced = self.model(torch.from_numpy(resampled)[None, None])[0, self.output].numpy()
+            back = resample(enhanced, self.sample_rate, sample_rate)
+            output[channel] = np.pad(back, (0, max(0, audio.shape[1] - back.size)))[: audio.shape[1]]
+        return output
+
+
+def checkpoint_systems(checkpoint_path: str | Path) -> dict[str, Callable[[str], System]]:
+    """``{"checkpoint_OUTPUT": factory}`` for each output the checkpoint's generator names."""
+    from speakup_fx.train.checkpoint import load_checkpoint
+    from speakup_fx.train.config import Config, from_dict
+    from speakup_fx.train.loop import build_generator
+
+    generator = build_generator(from_dict(Config, load_checkpoint(checkpoint_path)["config"]))
+    names = getattr(generator, "output_names", ("enhanced",))
+    return {  # run on the CPU, whatever the device
+        f"checkpoint_{name}": (lambda device, i=i: TrainedCheckpoint(checkpoint_path, i)) for i, name in enumerate(names)
+    }
+
+
 SYSTEMS: dict[str, tuple[Callable[[str], System], str]] = {
     "noisy": (_noisy, "the input itself"),
     "classic": (lambda device: _speakup(device, engine="classic"), "SpeakUp(preset='restore', engine='classic')"),
@@ -200,8 +247,16 @@ SYSTEMS: dict[str, tuple[Callable[[str], System], str]] = {
 # --- scoring -----------------------------------------------------------------------------------
 
 
-def score_file(eval_set: EvalSet, item: EvalItem, system_name: str, system: System) -> FileResult:
-    """Run ``system`` on ``item`` and score its output; an error is recorded in the result, not raised."""
+@lru_cache(maxsize=None)
+def _reference_transcript(path: Path) -> tuple[str, ...]:
+    """A clean reference's transcript, once per file however many systems are scored."""
+    audio, sample_rate = read_audio(path)
+    return tuple(metrics.transcribe(to_metric_rate(audio, sample_rate), metrics.METRIC_SAMPLE_RATE))
+
+
+def score_file(eval_set: EvalSet, item: EvalItem, system_name: str, system: System, word_error: bool = False) -> FileResult:
+    """Run ``system`` on ``item`` and score its output (with ``word_error``, also transcribe it against the
+    reference's transcript); an error is recorded in the result, not raised."""
     base = {"dataset": eval_set.name, "system": system_name, "file": item.name}
     try:
         audio, sample_rate = read_audio(item.input_path)
@@ -222,6 +277,11 @@ def score_file(eval_set: EvalSet, item: EvalItem, system_name: str, system: Syst
             scores["pesq_wb"] = metrics.pesq_wb(reference, estimate, rate)
             scores["stoi"] = metrics.stoi(reference, estimate, rate)
             scores["si_sdr_db"] = metrics.si_sdr_db(reference, estimate)
+            scores["speech_level_db"] = metrics.speech_level_difference_db(reference, estimate, rate)
+            if word_error:
+                words = _reference_transcript(item.reference_path)
+                scores["word_errors"] = float(metrics.word_errors(list(words), metrics.transcribe(estimate, rate)))
+                scores["reference_words"] = float(len(words))
         else:
             reference = to_metric_rate(audio, sample_rate)
         max_lag = int(LAG_SEARCH_MS * metrics.METRIC_SAMPLE_RATE / 1000)
@@ -242,15 +302,23 @@ def score_file(eval_set: EvalSet, item: EvalItem, system_name: str, system: Syst
         return FileResult(**base, error=f"{type(error).__name__}: {error}")
 
 
-def run_benchmark(eval_sets: Sequence[EvalSet], system_names: Sequence[str], device: str = "auto") -> list[FileResult]:
-    """Score every system on every file; a system that cannot be built gets one error row per data set."""
-    unknown = [name for name in system_names if name not in SYSTEMS]
+def run_benchmark(
+    eval_sets: Sequence[EvalSet],
+    system_names: Sequence[str],
+    extra_systems: dict[str, Callable[[str], System]] | None = None,
+    word_error: bool = False,
+    device: str = "auto",
+) -> list[FileResult]:
+    """Score every system (of ``SYSTEMS`` or ``extra_systems``, built for ``device``) on every file
+    (``word_error``: with WER); a system that cannot be built gets one error row per data set."""
+    factories = {name: factory for name, (factory, _) in SYSTEMS.items()} | (extra_systems or {})
+    unknown = [name for name in system_names if name not in factories]
     if unknown:
-        raise ValueError(f"systems: unknown {unknown}; choose from {list(SYSTEMS)}")
+        raise ValueError(f"systems: unknown {unknown}; choose from {list(factories)}")
     results: list[FileResult] = []
     for system_name in system_names:
         try:
-            system = SYSTEMS[system_name][0](device)
+            system = factories[system_name](device)
         except Exception as error:  # an unavailable engine is reported, never silently dropped
             message = f"unavailable: {type(error).__name__}: {error}"
             logger.error("system %s %s", system_name, message)
@@ -259,7 +327,7 @@ def run_benchmark(eval_sets: Sequence[EvalSet], system_names: Sequence[str], dev
         for eval_set in eval_sets:
             start = time.perf_counter()
             for item in eval_set.items:
-                results.append(score_file(eval_set, item, system_name, system))
+                results.append(score_file(eval_set, item, system_name, system, word_error))
                 logger.debug("%s / %s / %s done", eval_set.name, system_name, item.name)
             elapsed_s = time.perf_counter() - start
             logger.info("%s / %s: %d files in %.1f s", eval_set.name, system_name, len(eval_set.items), elapsed_s)
@@ -269,6 +337,12 @@ def run_benchmark(eval_sets: Sequence[EvalSet], system_names: Sequence[str], dev
 def _mean(values: Iterable[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
+
+
+def _pooled_wer(rows: Sequence[FileResult]) -> float:
+    transcribed = [r for r in rows if not math.isnan(r.word_errors) and r.reference_words > 0]
+    words = sum(r.reference_words for r in transcribed)
+    return sum(r.word_errors for r in transcribed) / words if words else math.nan
 
 
 def summarize(results: Sequence[FileResult]) -> list[Summary]:
@@ -296,6 +370,7 @@ def summarize(results: Sequence[FileResult]) -> list[Summary]:
                 files=len(scored),
                 failed=len(failed),
                 **{name: _mean(getattr(r, name) for r in scored) for name in METRIC_NAMES},
+                wer=_pooled_wer(scored),
                 rtf=sum(r.compute_s for r in scored) / duration_s if duration_s > 0 else math.nan,
                 lag_ms=float(np.median(lags)) if lags else math.nan,
                 error=note,
@@ -313,9 +388,11 @@ _MARKDOWN_COLUMNS = (
     ("pesq_wb", "PESQ-WB", "{:.2f}"),
     ("stoi", "STOI", "{:.3f}"),
     ("si_sdr_db", "SI-SDR dB", "{:.2f}"),
+    ("speech_level_db", "level dB", "{:+.1f}"),
     ("dnsmos_sig", "DNSMOS SIG", "{:.2f}"),
     ("dnsmos_bak", "DNSMOS BAK", "{:.2f}"),
     ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"),
+    ("wer", "WER", "{:.3f}"),
     ("rtf", "RTF", "{:.3f}"),
     ("lag_ms", "lag ms", "{:.1f}"),
     ("error", "note", "{}"),

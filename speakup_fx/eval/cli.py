@@ -46,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", default=None, help="comma-separated data set names (default: every set found)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N files of each data set")
     parser.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument(
+        "--wer", action="store_true",
+        help="also transcribe (pocketsphinx, offline) each clean reference and output: WER against the clean's transcript (slow)",
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None,
+        help="also score each output of this training checkpoint's generator (EMA weights) as system checkpoint_OUTPUT",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,7 +92,15 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None:
         eval_sets = [benchmark.EvalSet(s.name, s.items[: args.limit]) for s in eval_sets]
 
-    results = benchmark.run_benchmark(eval_sets, system_names, args.device)
+    extra = {}
+    if args.checkpoint is not None:
+        try:
+            extra = benchmark.checkpoint_systems(args.checkpoint)
+        except (ValueError, FileNotFoundError) as error:
+            logger.error("--checkpoint: %s", error)
+            return 2
+        system_names = [*system_names, *extra]
+    results = benchmark.run_benchmark(eval_sets, system_names, extra, args.wer, args.device)
     summaries = benchmark.summarize(results)
     paths = benchmark.write_results(args.out, results, summaries)
     print(benchmark.markdown_table(summaries), end="")

@@ -2,7 +2,9 @@
 
 Paired (intrusive) metrics compare an estimate with its clean reference:
 PESQ-WB (ITU-T P.862.2 through the ``pesq`` package), STOI (``pystoi``) and
-SI-SDR. DNSMOS P.835 needs no reference: it runs the ``sig_bak_ovr`` ONNX model
+SI-SDR; and the word error rate of an offline recogniser's transcript of the estimate against its
+transcript of the reference (``pocketsphinx`` with the US English model it ships: no human
+transcripts needed). DNSMOS P.835 needs no reference: it runs the ``sig_bak_ovr`` ONNX model
 that the ``speechmos`` package ships, offline, with the segmenting and the
 polynomial mapping of Microsoft's reference script. Signals are 1-D or
 ``(1, frames)`` arrays; none is modified.
@@ -156,3 +158,56 @@ def dnsmos(audio: np.ndarray, sample_rate: int) -> DnsmosScores:
         bak=float(np.mean(_DNSMOS_BAK_POLY(raw[:, 1]))),
         ovrl=float(np.mean(_DNSMOS_OVRL_POLY(raw[:, 2]))),
     )
+
+
+SPEECH_FRAME_S = 0.02
+"""Frame of the speech-level comparison."""
+
+SPEECH_ACTIVE_DB = -30.0
+"""Reference frames within this many dB of the loudest one count as speech."""
+
+
+def speech_level_difference_db(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
+    """Level of ``estimate`` minus level of ``reference`` over the frames where the reference speaks, dB:
+    below 0 when speech was removed along with the noise (over-suppression)."""
+    ref, est = _pair(reference, estimate)
+    frame = int(SPEECH_FRAME_S * sample_rate)
+    frames = ref.size // frame
+    if frames == 0:
+        raise ValueError(f"reference: shorter than one {SPEECH_FRAME_S} s frame")
+    ref_energy = np.square(ref[: frames * frame].reshape(frames, frame), dtype=np.float64).sum(axis=1)
+    est_energy = np.square(est[: frames * frame].reshape(frames, frame), dtype=np.float64).sum(axis=1)
+    if not np.any(ref_energy > 0):
+        raise ValueError("reference: silent")
+    active = ref_energy > ref_energy.max() * 10 ** (SPEECH_ACTIVE_DB / 10)
+    return float(10 * np.log10(max(est_energy[active].sum(), 1e-20) / ref_energy[active].sum()))
+
+
+@lru_cache(maxsize=1)
+def _decoder():
+    from pocketsphinx import Decoder
+
+    return Decoder(samprate=METRIC_SAMPLE_RATE, loglevel="FATAL")
+
+
+def transcribe(audio: np.ndarray, sample_rate: int) -> list[str]:
+    """Words pocketsphinx hears in ``audio`` at 16 kHz (its bundled US English model, offline)."""
+    _require_metric_rate(sample_rate, "transcribe")
+    pcm = np.round(np.clip(_mono(audio, "audio"), -1.0, 1.0) * 32767).astype(np.int16)
+    decoder = _decoder()
+    decoder.start_utt()
+    decoder.process_raw(pcm.tobytes(), full_utt=True)
+    decoder.end_utt()
+    hypothesis = decoder.hyp()
+    return hypothesis.hypstr.split() if hypothesis is not None else []
+
+
+def word_errors(reference: list[str], hypothesis: list[str]) -> int:
+    """Substitutions + deletions + insertions turning ``reference`` into ``hypothesis`` (word Levenshtein)."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, word in enumerate(reference, start=1):
+        current = [i]
+        for j, heard in enumerate(hypothesis, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != heard)))
+        previous = current
+    return previous[-1]

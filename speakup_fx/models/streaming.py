@@ -40,10 +40,9 @@ _CONV_PATH_FRAMES = 32
 """From this many time steps per call, ``CachedConv1d`` uses the conv kernel instead of tap-stacking + GEMM."""
 
 
-def pointwise(conv: nn.Conv1d, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """A kernel-1 conv on channels-last ``x`` ``(batch, time, channels)`` as one GEMM (fast on CPU for short blocks)."""
-    w = conv.weight if weight is None else weight
-    return F.linear(x, w.reshape(w.shape[0], -1), conv.bias)
+def pointwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv``'s weight ``(out, in, k)`` as one GEMM on channels-last ``x`` ``(batch, time, in * k)`` (fast on CPU for short blocks)."""
+    return F.linear(x, conv.weight.flatten(1), conv.bias)
 
 
 class CachedConv1d(nn.Conv1d):
@@ -65,9 +64,10 @@ class CachedConv1d(nn.Conv1d):
         if frames >= _CONV_PATH_FRAMES:  # long inputs (training, whole files): the conv kernels are faster
             y = F.conv1d(full.transpose(1, 2), self.weight, self.bias, dilation=self.dilation).transpose(1, 2)
             return y, full[:, full.shape[1] - self.context :]
-        # short blocks: the k dilated taps stacked on channels, then one GEMM (the same sum, less overhead)
-        taps = torch.cat([full[:, j * d : j * d + frames] for j in range(self.kernel_size[0])], dim=-1)
-        return pointwise(self, taps, self.weight.permute(0, 2, 1)), full[:, full.shape[1] - self.context :]
+        # short blocks: the k dilated taps interleaved per channel (the order of the weight's (in, k) axes,
+        # so the weight is used as it lies, never copied), then one GEMM: the same sum, less overhead
+        taps = torch.stack([full[:, j * d : j * d + frames] for j in range(self.kernel_size[0])], dim=-1).flatten(-2)
+        return pointwise(self, taps), full[:, full.shape[1] - self.context :]
 
     def zero_cache(self, batch: int, like: torch.Tensor) -> torch.Tensor:
         return like.new_zeros(batch, self.context, self.in_channels)

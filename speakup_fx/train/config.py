@@ -12,13 +12,15 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speakup_fx.data.degrade import DegradeConfig
+from speakup_fx.data.degrade import TARGETS, DegradeConfig
+from speakup_fx.models.dfnet import DFNetConfig
 from speakup_fx.models.discriminators import DiscriminatorConfig
 from speakup_fx.models.paper import PaperGeneratorConfig
 from speakup_fx.models.streaming import StreamingGeneratorConfig
 from speakup_fx.train.losses import ADVERSARIAL_LOSS_NAMES, RECONSTRUCTION_LOSSES
 
-GENERATORS = ("streaming", "hifigan_paper")
+GENERATORS = ("streaming", "hifigan_paper", "dfnet")
+LR_SCHEDULES = ("exponential", "warmup_cosine")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,12 @@ class DataConfig:
     simulated_rooms: int = field(default=200, metadata={"help": "size of the simulated small-room bank"})
     workers: int = field(default=1, metadata={"help": "DataLoader worker processes per rank"})
     validation_examples: int = field(default=32, metadata={"help": "fixed degraded examples scored at each checkpoint"})
+    targets: tuple[str, ...] = field(default=("dry",), metadata={"help": "target of each generator output: 'dry', 'reverberant' or 'early'"})
+
+    def __post_init__(self) -> None:
+        unknown = set(self.targets) - set(TARGETS)
+        if unknown or not self.targets:
+            raise ValueError(f"data.targets: expected some of {TARGETS}, got {list(self.targets)}")
 
 
 @dataclass(frozen=True)
@@ -45,13 +53,23 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam settings."""
+    """Adam settings, the learning-rate schedule and the EMA copy of the generator."""
 
-    generator_lr: float = field(default=5e-4, metadata={"help": "generator learning rate"})
+    generator_lr: float = field(default=5e-4, metadata={"help": "generator learning rate, for the global batch whatever the world size"})
     discriminator_lr: float = field(default=2e-4, metadata={"help": "discriminator learning rate"})
     betas: tuple[float, float] = field(default=(0.8, 0.99), metadata={"help": "Adam betas"})
     grad_clip: float = field(default=5.0, metadata={"help": "gradient-norm clip of the generator"})
-    lr_decay: float = field(default=0.99995, metadata={"help": "learning-rate factor per step (exponential decay)"})
+    lr_schedule: str = field(default="exponential", metadata={"help": "'exponential' (lr_decay per step) or 'warmup_cosine'"})
+    lr_decay: float = field(default=0.99995, metadata={"help": "exponential: learning-rate factor per step"})
+    warmup_steps: int = field(default=1000, metadata={"help": "warmup_cosine: steps of linear warm-up from 0"})
+    lr_floor_ratio: float = field(default=0.1, metadata={"help": "warmup_cosine: final rate / peak rate (the cosine ends at the schedule's last step)"})
+    ema_decay: float = field(default=0.0, metadata={"help": "decay per step of the generator's EMA copy used for validation and export (0: no copy)"})
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"optim.lr_schedule: expected one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"optim.ema_decay: must be in [0, 1), got {self.ema_decay}")
 
 
 @dataclass(frozen=True)
@@ -69,14 +87,15 @@ class Config:
     """A whole training run."""
 
     seed: int = field(default=0, metadata={"help": "seed of model init and of every data draw"})
-    batch_size: int = field(default=16, metadata={"help": "global batch size (split across ranks)"})
+    batch_size: int = field(default=16, metadata={"help": "global batch size: each of N ranks takes batch_size / N (see per_rank_batch)"})
     threads: int = field(default=1, metadata={"help": "torch threads per rank"})
-    generator: str = field(default="streaming", metadata={"help": "'streaming' (default) or 'hifigan_paper'"})
+    generator: str = field(default="streaming", metadata={"help": "'streaming' (default), 'hifigan_paper' or 'dfnet'"})
     log_every: int = field(default=25, metadata={"help": "steps between scalar logs"})
     checkpoint_every_s: float = field(default=300.0, metadata={"help": "seconds between checkpoints"})
     snapshot_every_s: float = field(default=1800.0, metadata={"help": "seconds between kept numbered snapshots"})
     streaming: StreamingGeneratorConfig = field(default_factory=StreamingGeneratorConfig, metadata={"help": "default generator"})
     hifigan_paper: PaperGeneratorConfig = field(default_factory=PaperGeneratorConfig, metadata={"help": "the paper's generator"})
+    dfnet: DFNetConfig = field(default_factory=DFNetConfig, metadata={"help": "two-output deep-filtering generator"})
     discriminators: DiscriminatorConfig = field(default_factory=DiscriminatorConfig, metadata={"help": "adversarial stage"})
     degrade: DegradeConfig = field(default_factory=DegradeConfig, metadata={"help": "degradation pipeline"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "training data"})

@@ -38,6 +38,18 @@ def init_from_env(device: str | None = None) -> World:
     return World(rank, world_size, dev)
 
 
+def per_rank_batch(global_batch: int, world: World) -> int:
+    """Examples each rank takes per step: the global batch split evenly.
+
+    The rule for N processes: the config's batch and learning rate are global. Every rank takes
+    ``global_batch / N`` examples and DDP averages the gradients, so one step of N ranks is one
+    step on the global batch (same gradient, same learning rate); results do not depend on N.
+    """
+    if global_batch % world.world_size:
+        raise ValueError(f"batch_size {global_batch} must divide by the world size {world.world_size}")
+    return global_batch // world.world_size
+
+
 def wrap(model: nn.Module, world: World) -> nn.Module:
     """``model`` in DistributedDataParallel when the world has several ranks."""
     if world.world_size == 1:

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speakup_fx.models.streaming import StreamingGenerator
 from speakup_fx.runtime.weights import save_weights
-from speakup_fx.train.checkpoint import load_checkpoint
-from speakup_fx.train.config import Config, from_dict
+from speakup_fx.train.loop import load_trained_generator
 
 
 def export_checkpoint(checkpoint_path: str | Path, weights_path: str | Path) -> int:
-    """Write the streaming generator of ``checkpoint_path`` to ``weights_path``; returns the checkpoint's step."""
-    payload = load_checkpoint(checkpoint_path)
-    config = from_dict(Config, payload["config"])
-    if config.generator != "streaming":
-        raise ValueError(f"checkpoint {checkpoint_path}: generator {config.generator!r} is not streamable; only 'streaming' ships")
-    generator = StreamingGenerator(config.streaming)
-    generator.load_state_dict(payload["generator"])
+    """Write the generator of ``checkpoint_path`` (its EMA weights when kept) to ``weights_path``; returns the step.
+
+    Only streamable generators (registered with the runtime) can ship; others are a ``ValueError``.
+    """
+    generator, payload = load_trained_generator(checkpoint_path)
     save_weights(generator, weights_path, {"step": str(payload["step"])})
     return payload["step"]

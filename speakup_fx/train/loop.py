@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +18,14 @@ from torch.utils.data import DataLoader
 from speakup_fx.data.corpus import load_noises, load_real_rirs, simulated_rooms_cached, train_rows
 from speakup_fx.data.dataset import VALIDATION_EPOCH, DegradedSpeech, EpochSampler, is_validation_file
 from speakup_fx.data.degrade import DegradeConfig, Degrader
+from speakup_fx.models.dfnet import DFNet
 from speakup_fx.models.discriminators import Discriminators
 from speakup_fx.models.paper import PaperGenerator
 from speakup_fx.models.streaming import StreamingGenerator
 from speakup_fx.train import losses
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
-from speakup_fx.train.config import Config, to_dict
-from speakup_fx.train.distributed import World, mean_across_ranks, unwrap, wrap
+from speakup_fx.train.config import Config, from_dict, to_dict
+from speakup_fx.train.distributed import World, mean_across_ranks, per_rank_batch, unwrap, wrap
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +36,24 @@ def build_generator(config: Config) -> nn.Module:
     """The generator ``config.generator`` names, from its own config section."""
     if config.generator == "streaming":
         return StreamingGenerator(config.streaming)
+    if config.generator == "dfnet":
+        return DFNet(config.dfnet)
     return PaperGenerator(config.hifigan_paper)
+
+
+def load_trained_generator(checkpoint_path: str | Path) -> tuple[nn.Module, dict]:
+    """The generator of a training checkpoint, in eval mode, with its EMA weights when the run kept them;
+    and the checkpoint's payload (``config`` dict, ``step``, ...)."""
+    payload = load_checkpoint(checkpoint_path)
+    config = from_dict(Config, payload["config"])
+    generator = build_generator(config)
+    generator.load_state_dict(payload.get("generator_ema", payload["generator"]))
+    return generator.eval(), payload
+
+
+def output_count(generator: nn.Module) -> int:
+    """Output channels of a generator (one unless it names several)."""
+    return len(getattr(generator, "output_names", ("enhanced",)))
 
 
 def stage_of(config: Config, step: int) -> str | None:
@@ -55,6 +75,7 @@ class State:
     opt_g: torch.optim.Optimizer
     discriminators: nn.Module | None = None
     opt_d: torch.optim.Optimizer | None = None
+    ema: nn.Module | None = None
     step: int = 0
     epoch: int = 0
     best_validation: float = float("inf")
@@ -64,11 +85,17 @@ def build_state(config: Config, world: World) -> State:
     """Models (DDP-wrapped when the world has several ranks) and optimizers, seeded."""
     torch.manual_seed(config.seed)
     generator = build_generator(config).to(world.device)
+    if output_count(generator) != len(config.data.targets):
+        raise ValueError(f"data.targets: {len(config.data.targets)} targets {list(config.data.targets)} for a generator with {output_count(generator)} outputs")
+    if config.schedule.adversarial_steps > 0 and output_count(generator) > 1:
+        raise ValueError(f"schedule.adversarial_steps: the discriminators judge one output; {config.generator} has {output_count(generator)}")
     postnet = [p for n, p in generator.named_parameters() if n.startswith("postnet.")]
     body = [p for n, p in generator.named_parameters() if not n.startswith("postnet.")]
     o = config.optim
     opt_g = torch.optim.Adam([{"params": body}, {"params": postnet}], lr=o.generator_lr, betas=o.betas)
     state = State(config, world, wrap(generator, world), opt_g)
+    if o.ema_decay > 0:
+        state.ema = copy.deepcopy(generator).requires_grad_(False)
     if config.schedule.adversarial_steps > 0:
         discriminators = Discriminators(config.discriminators).to(world.device)
         state.discriminators = wrap(discriminators, world)
@@ -76,10 +103,37 @@ def build_state(config: Config, world: World) -> State:
     return state
 
 
+def lr_factor(config: Config, step: int) -> float:
+    """Learning rate of optimizer step ``step`` / the configured rate.
+
+    'exponential': ``lr_decay ** step``. 'warmup_cosine': linear from 0 over ``warmup_steps``, then a cosine
+    from 1 down to ``lr_floor_ratio`` (never 0) at the schedule's last step, and that floor after it.
+    """
+    o, s = config.optim, config.schedule
+    if o.lr_schedule == "exponential":
+        return o.lr_decay**step
+    if step < o.warmup_steps:
+        return (step + 1) / o.warmup_steps
+    end = s.generator_steps + s.postnet_steps + s.adversarial_steps
+    progress = min((step - o.warmup_steps) / max(end - o.warmup_steps, 1), 1.0)
+    return o.lr_floor_ratio + (1 - o.lr_floor_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def update_ema(state: State) -> None:
+    """Move the EMA copy toward the trained weights (decay ramps up over the first steps); buffers are copied."""
+    decay = min(state.config.optim.ema_decay, (1 + state.step) / (10 + state.step))
+    trained = unwrap(state.generator)
+    for average, current in zip(state.ema.parameters(), trained.parameters(), strict=True):
+        average.lerp_(current, 1 - decay)
+    for average, current in zip(state.ema.buffers(), trained.buffers(), strict=True):
+        average.copy_(current)
+
+
 def set_stage(state: State, stage: str) -> None:
-    """Learning rates of this step: decayed exponentially; the postnet frozen (rate 0) in the generator-only stage."""
+    """Learning rates of this step: ``lr_factor`` of the configured ones; the postnet frozen (rate 0) in the generator-only stage."""
     o = state.config.optim
-    decay = o.lr_decay**state.step
+    decay = lr_factor(state.config, state.step)
     state.opt_g.param_groups[0]["lr"] = o.generator_lr * decay
     state.opt_g.param_groups[1]["lr"] = 0.0 if stage == "generator" else o.generator_lr * decay
     if state.opt_d is not None:
@@ -128,6 +182,8 @@ def g_step(state: State, batch: dict[str, torch.Tensor], adversarial: bool = Fal
     total.backward()
     norm = nn.utils.clip_grad_norm_(state.generator.parameters(), state.config.optim.grad_clip)
     state.opt_g.step()
+    if state.ema is not None:
+        update_ema(state)
     return {**{k: v.item() for k, v in terms.items()}, "gen/total": total.item(), "gen/grad_norm": norm.item()}
 
 
@@ -151,6 +207,8 @@ def checkpoint_payload(state: State) -> dict:
         "generator": unwrap(state.generator).state_dict(),
         "opt_g": state.opt_g.state_dict(),
     }
+    if state.ema is not None:
+        payload["generator_ema"] = state.ema.state_dict()
     if state.discriminators is not None:
         payload["discriminators"] = unwrap(state.discriminators).state_dict()
         payload["opt_d"] = state.opt_d.state_dict()
@@ -161,10 +219,12 @@ def restore(state: State, payload: dict) -> None:
     """Load a checkpoint's weights, optimizers and counters into ``state``."""
     saved = payload["config"]
     current = to_dict(state.config)
-    for key in ("generator", "streaming", "hifigan_paper", "discriminators"):
-        if saved[key] != current[key]:
+    for key in ("generator", "streaming", "hifigan_paper", "dfnet", "discriminators"):
+        if saved.get(key, current[key]) != current[key]:
             raise ValueError(f"{key}: the checkpoint was trained with {saved[key]}, the config says {current[key]}")
     unwrap(state.generator).load_state_dict(payload["generator"])
+    if state.ema is not None:
+        state.ema.load_state_dict(payload.get("generator_ema", payload["generator"]))
     state.opt_g.load_state_dict(payload["opt_g"])
     if state.discriminators is not None and "discriminators" in payload:
         unwrap(state.discriminators).load_state_dict(payload["discriminators"])
@@ -195,13 +255,14 @@ def build_datasets(config: Config) -> tuple[DegradedSpeech, DegradedSpeech]:
     training, held_out = split_speech(config)
     segment = int(config.data.segment_s * config.degrade.sample_rate)
     logger.info("%d training / %d validation speech files, %d noises, %d rooms", len(training), len(held_out), len(degrader.noises), len(degrader.rirs))
-    return DegradedSpeech(training, degrader, segment, config.seed), DegradedSpeech(held_out or training, degrader, segment, config.seed)
+    targets = config.data.targets
+    return DegradedSpeech(training, degrader, segment, config.seed, targets), DegradedSpeech(held_out or training, degrader, segment, config.seed, targets)
 
 
 @torch.no_grad()
 def validate(state: State, noisy: torch.Tensor, target: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
-    """Weighted reconstruction loss on the fixed validation set (rank 0, no DDP)."""
-    generator = unwrap(state.generator).eval()
+    """Weighted reconstruction loss on the fixed validation set (rank 0, no DDP), of the EMA copy when there is one."""
+    generator = (unwrap(state.generator) if state.ema is None else state.ema).eval()
     fake = torch.cat([generator(n[None].to(state.world.device)) for n in noisy]).cpu()
     generator.train()
     weights = state.config.loss.weights
@@ -217,8 +278,10 @@ def write_checkpoints(state: State, run_dir: Path, writer, validation: tuple[tor
     terms, fake = validate(state, noisy, target)
     for k, v in terms.items():
         writer.add_scalar(k, v, state.step)
-    for name, audio in (("noisy", noisy[0]), ("target", target[0]), ("enhanced", fake[0])):
-        writer.add_audio(f"sample/{name}", audio.clamp(-1, 1), state.step, sample_rate=state.config.degrade.sample_rate)
+    names = getattr(unwrap(state.generator), "output_names", ("enhanced",))
+    clips = {"noisy": noisy[0, 0]} | {f"target_{n}": t for n, t in zip(names, target[0])} | {n: f for n, f in zip(names, fake[0])}
+    for name, audio in clips.items():
+        writer.add_audio(f"sample/{name}", audio.clamp(-1, 1)[None], state.step, sample_rate=state.config.degrade.sample_rate)
     writer.flush()
     logger.info("step %d validation %s", state.step, " ".join(f"{k}={v:.4f}" for k, v in terms.items()))
     payload = None
@@ -233,8 +296,19 @@ def write_checkpoints(state: State, run_dir: Path, writer, validation: tuple[tor
 
 
 def train(config: Config, run_dir: Path, world: World, max_steps: int | None = None, require_resume: bool = False) -> State:
-    """Run (or resume) the schedule, writing checkpoints and TensorBoard logs to ``run_dir``."""
+    """Run (or resume) the schedule, writing checkpoints and TensorBoard logs to ``run_dir``.
+
+    Torch runs on ``config.threads`` threads meanwhile; the caller's thread count is restored on exit.
+    """
+    threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
+    try:
+        return _train(config, run_dir, world, max_steps, require_resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config: Config, run_dir: Path, world: World, max_steps: int | None, require_resume: bool) -> State:
     state = build_state(config, world)
     if (run_dir / "checkpoint.pt").is_file():
         restore(state, load_checkpoint(run_dir / "checkpoint.pt"))
@@ -253,7 +327,7 @@ def train(config: Config, run_dir: Path, world: World, max_steps: int | None = N
         pairs = [held_out[(VALIDATION_EPOCH, i)] for i in range(config.data.validation_examples)]
         validation = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
     sampler = EpochSampler(config.data.examples_per_epoch, world.rank, world.world_size)
-    loader = DataLoader(training, batch_size=config.batch_size // world.world_size, sampler=sampler, num_workers=config.data.workers, drop_last=True)
+    loader = DataLoader(training, batch_size=per_rank_batch(config.batch_size, world), sampler=sampler, num_workers=config.data.workers, drop_last=True)
     end = sum((config.schedule.generator_steps, config.schedule.postnet_steps, config.schedule.adversarial_steps))
     if max_steps is not None:
         end = min(end, state.step + max_steps)

@@ -191,3 +191,50 @@ def test_voicebank_demand_noisy_and_deepfilternet3_match_the_published_figures(t
     assert noisy.dnsmos_ovrl == pytest.approx(1.88, abs=0.01)
     assert dfn.pesq_wb == pytest.approx(2.18, abs=0.06) and dfn.stoi == pytest.approx(0.891, abs=0.005)
     assert dfn.dnsmos_ovrl == pytest.approx(3.04, abs=0.05)
+
+
+def test_each_output_of_a_training_checkpoint_is_scored_as_a_system(data_dir, tmp_path):
+    import torch
+
+    from speakup_fx.models.dfnet import DFNet, DFNetConfig
+    from speakup_fx.train.checkpoint import save_checkpoint
+    from speakup_fx.train.config import Config, to_dict
+
+    config = Config(generator="dfnet", dfnet=DFNetConfig(channels=8, gru_layers=1, df_bins=16))
+    torch.manual_seed(0)
+    trained, average = DFNet(config.dfnet), DFNet(config.dfnet)
+    save_checkpoint(tmp_path / "best.pt", {"config": to_dict(config), "step": 7, "generator": trained.state_dict(), "generator_ema": average.state_dict()})
+    system = benchmark.TrainedCheckpoint(tmp_path / "best.pt", output=1)
+    assert system.step == 7
+    audio = synthetic.noisy_speech(0.5, 16_000, snr_db=5.0, seed=0)
+    with torch.inference_mode():
+        outputs = {name: model(torch.from_numpy(audio)[None])[0, 1].numpy() for name, model in (("ema", average), ("raw", trained))}
+    enhanced = system(audio, 16_000)
+    assert enhanced.shape == audio.shape
+    np.testing.assert_allclose(enhanced[0], outputs["ema"], atol=1e-6)  # the EMA weights, output 1
+    assert np.abs(outputs["ema"] - outputs["raw"]).max() > 1e-3
+    assert system(synthetic.noisy_speech(0.5, 44_100, snr_db=5.0, seed=0), 44_100).shape == (1, 22_050)  # at the file's rate
+
+    out = tmp_path / "results"
+    args = ["eval", "--data-dir", str(data_dir), "--out", str(out), "--systems", "noisy", "--datasets", "voicebank_demand", "--checkpoint", str(tmp_path / "best.pt")]
+    assert main(args) == 0
+    scored = summaries_by_key(out)
+    assert {("voicebank_demand", "checkpoint_denoised"), ("voicebank_demand", "checkpoint_dereverberated")} <= set(scored)
+    assert main([*args[:-1], str(tmp_path / "missing.pt")]) == 2
+
+
+def test_wer_counts_each_systems_word_errors_against_the_clean_transcript(data_dir, tmp_path, monkeypatch):
+    # a stand-in recogniser: quiet audio (the references, the noisy inputs) is heard right, loud audio wrong
+    heard = {"clean": ["ask", "her", "to", "bring"], "noisy": ["ask", "to", "ring"]}
+    monkeypatch.setattr(metrics, "transcribe", lambda audio, rate: heard["clean" if np.abs(audio).max() < 0.5 else "noisy"])
+    monkeypatch.setattr(benchmark, "SYSTEMS", {**benchmark.SYSTEMS, "loud": (lambda: lambda audio, rate: np.clip(4 * audio, -1, 1), "x")})
+    benchmark._reference_transcript.cache_clear()
+    out = tmp_path / "results"
+    assert main(["eval", "--data-dir", str(data_dir), "--out", str(out), "--systems", "noisy,loud", "--wer"]) == 0
+    summaries = summaries_by_key(out)
+    assert math.isnan(summaries[("home_mic_44k", "loud")].wer)  # no reference: no WER
+    quiet, loud = summaries[("voicebank_demand", "noisy")], summaries[("voicebank_demand", "loud")]
+    assert quiet.wer == 0.0
+    assert loud.wer == pytest.approx(2 / 4)  # a deletion and a substitution in 4 reference words
+    assert " WER " in (out / "summary.md").read_text(encoding="utf-8")
+    benchmark._reference_transcript.cache_clear()

@@ -12,7 +12,7 @@ from speakup_fx.runtime.host import ModelHost
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
 from speakup_fx.train.config import Config, from_dict, load_config
 from speakup_fx.train.distributed import World
-from speakup_fx.train.loop import build_state, checkpoint_payload, restore, stage_of, train, train_step
+from speakup_fx.train.loop import build_state, checkpoint_payload, lr_factor, restore, stage_of, train, train_step
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 CPU = World(0, 1, torch.device("cpu"))
@@ -152,3 +152,71 @@ def test_loss_weights_choose_the_reconstruction_terms(config):
     logs = train_step(state, *batch())
     assert set(logs) == {"gen/l1", "gen/spec", "gen/total", "gen/grad_norm"}
     assert logs["gen/total"] == pytest.approx(logs["gen/l1"] + 10.0 * logs["gen/spec"], rel=1e-5)
+
+
+def dfnet_config(config, **optim):
+    return replace(
+        config,
+        generator="dfnet",
+        schedule=replace(config.schedule, generator_steps=100, postnet_steps=0, adversarial_steps=0),
+        dfnet=replace(config.dfnet, channels=8, gru_layers=1, df_bins=16),
+        data=replace(config.data, targets=("reverberant", "early")),
+        optim=replace(config.optim, **optim),
+        loss=replace(config.loss, weights={"gen/mrspec": 1.0, "gen/oversup": 1.0, "gen/sisdr": 0.01}),
+    )
+
+
+def two_target_batch(seed=0):
+    noisy, target = batch(seed)
+    return noisy, torch.cat([target, 0.5 * target], dim=1)
+
+
+def test_warmup_cosine_rises_then_falls_to_a_floor_never_zero(config):
+    config = replace(config, schedule=replace(config.schedule, generator_steps=100, postnet_steps=0, adversarial_steps=0))
+    config = replace(config, optim=replace(config.optim, lr_schedule="warmup_cosine", warmup_steps=10, lr_floor_ratio=0.1))
+    factors = [lr_factor(config, step) for step in range(150)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[:10] == sorted(factors[:10]) and factors[9:] == sorted(factors[9:], reverse=True)
+    assert factors[100] == pytest.approx(0.1) and factors[149] == pytest.approx(0.1)
+    assert factors[55] == pytest.approx(0.55)  # half way down the cosine: the mean of peak and floor
+
+
+def test_dfnet_trains_both_outputs_with_an_ema_copy_that_lags(config):
+    state = build_state(dfnet_config(config, ema_decay=0.9), CPU)
+    start = {n: p.clone() for n, p in state.generator.named_parameters()}
+    logs = [train_step(state, *two_target_batch(i)) for i in range(30)]
+    assert set(logs[0]) == {"gen/mrspec", "gen/oversup", "gen/sisdr", "gen/total", "gen/grad_norm"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs[-1].values())
+    for name, average in state.ema.named_parameters():
+        trained, initial = dict(state.generator.named_parameters())[name], start[name]
+        assert not torch.equal(average, trained)
+        # an average of the path from the start: nearer the current weights than the start is
+        assert (average - trained).norm() < (initial - trained).norm(), name
+
+
+def test_checkpoints_hold_the_ema_weights_and_resume_them(config):
+    state = build_state(dfnet_config(config, ema_decay=0.9), CPU)
+    for i in range(3):
+        train_step(state, *two_target_batch(i))
+    payload = checkpoint_payload(state)
+    assert payload["config"]["generator"] == "dfnet" and payload["config"]["data"]["targets"] == ["reverberant", "early"]
+    resumed = build_state(dfnet_config(config, ema_decay=0.9), CPU)
+    restore(resumed, payload)
+    for name, value in state.ema.state_dict().items():
+        assert torch.equal(resumed.ema.state_dict()[name], value), name
+    assert not all(torch.equal(v, payload["generator"][k]) for k, v in payload["generator_ema"].items())
+
+
+def test_dfnet_runs_a_short_training_run_on_the_corpus(config, tmp_path):
+    state = train(dfnet_config(config, ema_decay=0.5), tmp_path / "run", CPU, max_steps=2)
+    assert state.step == 2
+    assert "generator_ema" in load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+
+
+def test_targets_must_match_the_generators_outputs(config):
+    with pytest.raises(ValueError, match="data.targets: 1 targets"):
+        build_state(replace(dfnet_config(config), data=replace(config.data, targets=("dry",))), CPU)
+    with pytest.raises(ValueError, match="data.targets"):
+        from_dict(Config, {"data": {"targets": ["wet"]}})
+    with pytest.raises(ValueError, match="schedule.adversarial_steps"):
+        build_state(replace(dfnet_config(config), schedule=config.schedule), CPU)

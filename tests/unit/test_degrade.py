@@ -127,3 +127,46 @@ def test_codec_roundtrip_is_realigned(codec):
 def test_apply_rejects_stereo():
     with pytest.raises(ValueError, match="clean"):
         make_degrader().apply(np.zeros((2, 100), np.float32), DegradeParams(level_db=-20.0))
+
+
+def test_snr_tail_draws_share_and_range():
+    degrader = make_degrader(noise_prob=1.0, clean_only_prob=0.0, snr_db_range=(-5.0, 20.0), snr_tail_prob=0.25, snr_tail_db_range=(20.0, 40.0))
+    snrs = np.array([degrader.draw(np.random.default_rng([3, i])).snr_db for i in range(2000)])
+    assert np.all((snrs >= -5.0) & (snrs <= 40.0))
+    assert np.mean(snrs > 20.0) == pytest.approx(0.25, abs=0.04)
+
+
+def test_snr_tail_off_leaves_the_draws_as_they_were():
+    plain, tail_range_only = make_degrader(), make_degrader(snr_tail_db_range=(30.0, 31.0))
+    for i in range(50):
+        assert plain.draw(np.random.default_rng([4, i])) == tail_range_only.draw(np.random.default_rng([4, i]))
+
+
+def test_targets_keep_the_room_whole_early_or_not_at_all():
+    degrader = make_degrader(early_reflections_s=0.05, late_decay_s=0.1)
+    clean = np.zeros(2 * SAMPLE_RATE, np.float32)
+    clean[1000] = 1.0  # an impulse: each target is the response it went through
+    params = DegradeParams(level_db=-20.0, rir_index=1)
+    dry, reverberant, early = degrader.targets(clean, params, ("dry", "reverberant", "early"))
+    np.testing.assert_array_equal(dry, degrader.target(clean, params))
+    gain = dry[1000]
+    room = degrader.room(params)
+    np.testing.assert_allclose(reverberant[1000 : 1000 + len(room) - 40], gain * room[40:], atol=1e-5)
+    early_end = 1000 + int(0.05 * SAMPLE_RATE)
+    np.testing.assert_allclose(early[:early_end], reverberant[:early_end], atol=1e-5)  # direct path + 50 ms kept
+    late = slice(early_end + int(0.1 * SAMPLE_RATE), None)  # a further 100 ms on: 60 dB below the room's own tail
+    assert rms_db(early[late]) < rms_db(reverberant[late]) - 55
+    # the noisy speech is the reverberant target (no noise or other damage drawn here)
+    np.testing.assert_allclose(degrader.apply(clean, params), reverberant, atol=1e-5)
+
+
+def test_targets_without_a_room_are_all_dry_and_unknown_kinds_raise():
+    degrader = make_degrader()
+    clean = synthetic.speech_like(0.5, SAMPLE_RATE)[0]
+    params = DegradeParams(level_db=-25.0, noise_index=0, snr_db=5.0)
+    targets = degrader.targets(clean, params, ("reverberant", "early", "dry"))
+    assert targets.shape == (3, len(clean))
+    for target in targets:
+        np.testing.assert_array_equal(target, degrader.target(clean, params))
+    with pytest.raises(ValueError, match="targets: unknown"):
+        degrader.targets(clean, params, ("wet",))

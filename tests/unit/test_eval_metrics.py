@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import synthetic
@@ -123,3 +125,37 @@ def test_alignment_lag_finds_a_known_delay(delay_samples):
 def test_alignment_lag_of_silence_is_none():
     x = clean_speech()
     assert metrics.alignment_lag_samples(x, np.zeros_like(x), max_lag_samples=100) is None
+
+
+def test_word_errors_count_substitutions_deletions_and_insertions():
+    assert metrics.word_errors("the cat sat".split(), "the cat sat".split()) == 0
+    assert metrics.word_errors("the cat sat".split(), "a cat sat down".split()) == 2  # one substitution, one insertion
+    assert metrics.word_errors("the cat sat".split(), []) == 3
+    assert metrics.word_errors([], "hello".split()) == 1
+
+
+def test_the_recogniser_needs_16_khz():
+    with pytest.raises(ValueError, match="16"):
+        metrics.transcribe(np.zeros(8000, np.float32), 8000)
+
+
+VOICEBANK_CLEAN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "eval" / "voicebank_demand" / "clean" / "p232_002.flac"
+
+
+@pytest.mark.skipif(not VOICEBANK_CLEAN.is_file(), reason="shared data set not present")
+def test_the_recogniser_transcribes_a_clean_voicebank_sentence_offline():
+    import soundfile
+
+    audio, rate = soundfile.read(VOICEBANK_CLEAN, dtype="float32")
+    assert " ".join(metrics.transcribe(audio, rate)) == "ask her to bring these things with her from the store"
+
+
+def test_speech_level_difference_measures_a_known_gain_on_the_speech_frames():
+    speech = np.concatenate([np.zeros(RATE // 2, np.float32), clean_speech(1.0)])
+    assert metrics.speech_level_difference_db(speech, 0.5 * speech, RATE) == pytest.approx(-6.02, abs=0.01)
+    # noise in the pauses is not speech: it does not lift the level
+    pauses = speech.copy()
+    pauses[: RATE // 2] = 0.05 * np.random.default_rng(0).standard_normal(RATE // 2)
+    assert metrics.speech_level_difference_db(speech, pauses, RATE) == pytest.approx(0.0, abs=0.01)
+    with pytest.raises(ValueError, match="silent"):
+        metrics.speech_level_difference_db(np.zeros(RATE, np.float32), speech[:RATE], RATE)

@@ -57,3 +57,35 @@ def test_mismatched_shapes_raise():
         losses.l1_loss(torch.zeros(1, 1, 100), torch.zeros(1, 1, 99))
     with pytest.raises(ValueError, match="output"):
         losses.multi_resolution_stft_loss(torch.zeros(1, 100), torch.zeros(1, 100))
+
+
+def test_multi_resolution_compressed_loss_vanishes_only_for_equal_signals():
+    target = torch.randn(2, 2, 8000, generator=torch.Generator().manual_seed(4))
+    assert losses.multi_resolution_compressed_loss(target, target).item() == pytest.approx(0.0, abs=1e-9)
+    scores = [losses.multi_resolution_compressed_loss(target + g * torch.randn_like(target), target).item() for g in (0.01, 0.1, 1.0)]
+    assert scores == sorted(scores) and scores[0] > 0
+
+
+def test_over_suppression_counts_only_output_below_target():
+    target = torch.randn(2, 2, 8000, generator=torch.Generator().manual_seed(5))
+    assert losses.over_suppression_loss(2.0 * target, target).item() == pytest.approx(0.0, abs=1e-12)
+    assert losses.over_suppression_loss(0.5 * target, target).item() > 0.01
+    # the symmetric term charges a 6 dB cut and a 6 dB boost alike (in compressed magnitude, about);
+    # with the penalty the cut costs more
+    # in compressed magnitude a 6 dB cut errs by 1 - 0.5^0.3 = 0.19 and a 6 dB boost by 2^0.3 - 1 = 0.23, so the
+    # symmetric term charges the boost more; with the penalty added at equal weight the cut costs more
+    def total(output):
+        return (losses.multi_resolution_compressed_loss(output, target) + losses.over_suppression_loss(output, target)).item()
+
+    assert losses.multi_resolution_compressed_loss(0.5 * target, target) < losses.multi_resolution_compressed_loss(2.0 * target, target)
+    assert total(0.5 * target) > total(2.0 * target)
+
+
+def test_si_sdr_loss_is_minus_the_known_ratio_and_scale_invariant():
+    gen = torch.Generator().manual_seed(6)
+    target = torch.randn(3, 1, 4000, generator=gen)
+    noise = torch.randn(3, 1, 4000, generator=gen)
+    noise = noise - (noise * target).sum(-1, keepdim=True) / target.square().sum(-1, keepdim=True) * target  # orthogonal
+    noise = noise * (target.square().sum(-1, keepdim=True) / noise.square().sum(-1, keepdim=True)).sqrt() * 10 ** (-10 / 20)
+    assert losses.si_sdr_loss(target + noise, target).item() == pytest.approx(-10.0, abs=1e-3)
+    assert losses.si_sdr_loss(0.1 * (target + noise), target).item() == pytest.approx(-10.0, abs=1e-3)

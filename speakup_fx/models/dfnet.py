@@ -1,0 +1,214 @@
+"""A small streamable DeepFilterNet-style enhancer with two outputs: noise removed, and noise + late room removed.
+
+Signal path (16 kHz, tensors ``(batch, channels, time)``):
+sqrt-Hann STFT (30 ms window, 10 ms hop, 33 Hz bins) -> ERB-band levels (dB) and the complex
+spectrum of the low bins, each normalised by its exponential running mean (level-independent)
+-> a causal conv over frames -> GRU trunk -> per output: sigmoid ERB-band gains on the whole
+spectrum (the envelope) and, below ``df_bins``, a complex multi-frame deep filter (Schröter et al.,
+"DeepFilterNet", 2022) that can rebuild harmonics between the bands' resolution
+-> inverse STFT (overlap-add).
+
+Output 0 (``denoised``) is trained toward the reverberant clean speech (the room kept), output 1
+(``dereverberated``) toward the direct path plus early reflections (late tail decayed), so noise
+and room can be controlled separately by mixing them with the input.
+
+The spectrum the filters act on is ``lookahead_frames`` behind the newest frame; everything else
+is causal, so one code path (``forward_stream``) serves training, whole files and streaming.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from speakup_fx.models.streaming import CachedConv1d
+
+_EMA_CHUNK_FRAMES = 64
+"""Frames per matrix product of the running means (a whole file is processed in chunks of this many)."""
+
+_LEVEL_FLOOR = 1e-10
+"""Power floor of the ERB levels (-100 dB)."""
+
+
+@dataclass(frozen=True)
+class DFNetConfig:
+    """Shape of the two-output deep-filtering enhancer."""
+
+    hop_samples: int = field(default=160, metadata={"help": "STFT hop, samples (10 ms at 16 kHz)"})
+    fft_size: int = field(default=480, metadata={"help": "STFT window, samples; a multiple of the hop"})
+    erb_bands: int = field(default=32, metadata={"help": "ERB bands of the envelope gains"})
+    min_bins_per_band: int = field(default=2, metadata={"help": "narrowest ERB band, bins"})
+    df_bins: int = field(default=128, metadata={"help": "lowest bins that are deep-filtered (128 x 33 Hz = 4.3 kHz)"})
+    df_order: int = field(default=3, metadata={"help": "frames per deep filter"})
+    df_lookahead_frames: int = field(default=1, metadata={"help": "future frames a deep filter reaches (<= lookahead_frames)"})
+    lookahead_frames: int = field(default=1, metadata={"help": "frames the filters' input lags the newest frame"})
+    channels: int = field(default=128, metadata={"help": "width of the conv and GRU trunk"})
+    conv_frames: int = field(default=3, metadata={"help": "kernel of the input conv, frames"})
+    gru_layers: int = field(default=2, metadata={"help": "stacked GRU layers"})
+    norm_tau_s: float = field(default=1.0, metadata={"help": "time constant of the feature running means, s"})
+
+    def __post_init__(self) -> None:
+        if self.fft_size % self.hop_samples or self.fft_size // self.hop_samples < 2:
+            raise ValueError(f"fft_size {self.fft_size} must be a multiple (>= 2) of hop_samples {self.hop_samples}")
+        if not 0 < self.df_bins <= self.fft_size // 2 + 1:
+            raise ValueError(f"df_bins {self.df_bins} outside [1, {self.fft_size // 2 + 1}]")
+        if not 0 <= self.df_lookahead_frames <= self.lookahead_frames or self.df_lookahead_frames >= self.df_order:
+            raise ValueError(f"df_lookahead_frames {self.df_lookahead_frames} must be <= lookahead_frames and < df_order")
+
+
+def erb_band_widths(sample_rate: int, fft_size: int, bands: int, min_bins: int) -> list[int]:
+    """Bins per band: equal steps on the ERB scale (Glasberg & Moore), each at least ``min_bins``; they sum to all bins."""
+    bins = fft_size // 2 + 1
+    bin_hz = sample_rate / fft_size
+    erb_max = 9.265 * math.log1p(sample_rate / 2 / (24.7 * 9.265))
+    widths, position = [], 0
+    for i in range(1, bands + 1):
+        edge_hz = 24.7 * 9.265 * math.expm1(erb_max * i / bands / 9.265)
+        width = max(int(round(edge_hz / bin_hz)) - position, min_bins)
+        if i == bands or position + width > bins:
+            width = bins - position
+        widths.append(width)
+        position += width
+    if min(widths) < 1:
+        raise ValueError(f"{bands} ERB bands of >= {min_bins} bins do not fit in {bins} bins")
+    return widths
+
+
+class DFNet(nn.Module):
+    """Denoise (room kept) and dereverberate 16 kHz speech; ``forward`` is offline and aligned, ``forward_stream`` blockwise."""
+
+    input_sample_rate = 16_000
+    output_sample_rate = 16_000
+    output_names = ("denoised", "dereverberated")
+
+    def __init__(self, config: DFNetConfig = DFNetConfig()):
+        super().__init__()
+        self.config = config
+        c = config
+        self.bins = c.fft_size // 2 + 1
+        outputs = len(self.output_names)
+        widths = erb_band_widths(self.input_sample_rate, c.fft_size, c.erb_bands, c.min_bins_per_band)
+        dtype = torch.get_default_dtype()  # buffers computed in float64, kept in the parameters' dtype
+        band_of_bin = [band for band, width in enumerate(widths) for _ in range(width)]
+        # (bins, bands): a band's gain on its bins; built from Python lists so the model also builds on the meta device
+        spread = torch.tensor([[float(b == band) for band in range(c.erb_bands)] for b in band_of_bin], dtype=dtype)
+        self.register_buffer("band_spread", spread.T.contiguous(), persistent=False)
+        self.register_buffer("band_mean", spread / spread.sum(0), persistent=False)  # bin powers -> band mean power
+        window = torch.hann_window(c.fft_size, periodic=True, dtype=torch.float64).sqrt()
+        self.register_buffer("window", window.to(dtype), persistent=False)
+        self.register_buffer("synthesis_window", (window * 2 * c.hop_samples / c.fft_size).to(dtype), persistent=False)
+        decay = math.exp(-c.hop_samples / (c.norm_tau_s * self.input_sample_rate))
+        steps = torch.arange(_EMA_CHUNK_FRAMES, dtype=torch.float64)
+        lag = steps[:, None] - steps[None, :]
+        self.register_buffer("ema_kernel", torch.where(lag >= 0, (1 - decay) * decay ** lag.clamp_min(0), 0.0).to(dtype), persistent=False)
+        self.register_buffer("ema_carry", (decay ** (steps + 1)).to(dtype), persistent=False)
+        features = c.erb_bands + 2 * c.df_bins
+        self.input = CachedConv1d(features, c.channels, c.conv_frames)
+        self.gru = nn.GRU(c.channels, c.channels, c.gru_layers, batch_first=True)
+        self.gains = nn.Linear(c.channels, outputs * c.erb_bands)
+        self.filters = nn.Linear(c.channels, outputs * c.df_order * c.df_bins * 2)
+        nn.init.normal_(self.filters.weight, std=0.01)
+        nn.init.zeros_(self.filters.bias)
+
+    @property
+    def latency_samples(self) -> int:
+        """Output delay of ``forward_stream``: the window's overlap-add plus the look-ahead."""
+        c = self.config
+        return c.fft_size - c.hop_samples + c.lookahead_frames * c.hop_samples
+
+    @property
+    def _spectrum_frames(self) -> int:
+        return self.config.lookahead_frames + self.config.df_order - 1
+
+    def initial_state(self, batch: int) -> dict[str, torch.Tensor]:
+        """Zero streaming state for ``batch`` signals: fixed shapes, batch first."""
+        c, ref = self.config, self.window
+        overlap = c.fft_size - c.hop_samples
+        return {
+            "analysis": ref.new_zeros(batch, overlap),
+            "spectrum": ref.new_zeros(batch, self._spectrum_frames, self.bins, 2),
+            "norm": ref.new_zeros(batch, c.erb_bands + c.df_bins + 1),
+            "input": self.input.zero_cache(batch, ref),
+            "gru": ref.new_zeros(batch, c.gru_layers, c.channels),
+            "synthesis": ref.new_zeros(batch, len(self.output_names), overlap),
+        }
+
+    def _running_mean(self, x: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exponential running mean over frames of ``x`` ``(batch, frames, features)`` from ``previous`` ``(batch, features)``."""
+        means = []
+        for start in range(0, x.shape[1], _EMA_CHUNK_FRAMES):
+            chunk = x[:, start : start + _EMA_CHUNK_FRAMES]
+            n = chunk.shape[1]
+            mean = self.ema_kernel[:n, :n] @ chunk + self.ema_carry[:n, None] * previous[:, None]
+            means.append(mean)
+            previous = mean[:, -1]
+        return torch.cat(means, dim=1), previous
+
+    def _features(self, spec: torch.Tensor, norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Level-normalised ERB levels and low-bin spectrum ``(batch, frames, features)``, and the new running means."""
+        c = self.config
+        level_db = 10 * torch.log10((spec.real.square() + spec.imag.square()) @ self.band_mean + _LEVEL_FLOOR)
+        low = spec[..., : c.df_bins]
+        magnitude = low.abs()
+        ones = magnitude.new_ones(magnitude.shape[:-1] + (1,))
+        means, norm = self._running_mean(torch.cat([level_db, magnitude, ones], dim=-1), norm)
+        weight = means[..., -1:]  # the running mean of ones: divides out the zero start (bias correction)
+        level_mean, magnitude_mean = means[..., : c.erb_bands] / weight, means[..., c.erb_bands : -1] / weight
+        unit = low / (magnitude_mean + 1e-6)
+        return torch.cat([(level_db - level_mean) / 40.0, unit.real, unit.imag], dim=-1), norm
+
+    def forward_stream(self, x: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``x`` ``(batch, 1, k * hop)`` -> ``(batch, 2, k * hop)`` delayed by ``latency_samples``, and the new state."""
+        c = self.config
+        hop, outputs = c.hop_samples, len(self.output_names)
+        if x.ndim != 3 or x.shape[1] != 1 or x.shape[-1] % hop or x.shape[-1] == 0:
+            raise ValueError(f"x: expected (batch, 1, k * {hop}) with k >= 1, got {tuple(x.shape)}")
+        if state["analysis"].shape[0] != x.shape[0]:
+            raise ValueError(f"state is for batch {state['analysis'].shape[0]}, x has batch {x.shape[0]}")
+        batch, frames = x.shape[0], x.shape[-1] // hop
+        new: dict[str, torch.Tensor] = {}
+        buffer = torch.cat([state["analysis"], x[:, 0]], dim=-1)
+        new["analysis"] = buffer[:, buffer.shape[-1] - state["analysis"].shape[-1] :]
+        spec = torch.fft.rfft(buffer.unfold(-1, c.fft_size, hop) * self.window)  # (batch, frames, bins)
+
+        features, new["norm"] = self._features(spec, state["norm"])
+        h, new["input"] = self.input.step(features, state["input"])
+        h, gru_state = self.gru(torch.relu(h), state["gru"].transpose(0, 1).contiguous())
+        new["gru"] = gru_state.transpose(0, 1)
+        gains = torch.sigmoid(self.gains(h)).unflatten(-1, (outputs, c.erb_bands)) @ self.band_spread  # (batch, frames, outputs, bins)
+        coefficients = torch.tanh(self.filters(h)).unflatten(-1, (outputs, c.df_order, c.df_bins, 2))
+        coefficients = torch.view_as_complex(coefficients.contiguous())  # (batch, frames, outputs, order, df_bins)
+
+        cached = self._spectrum_frames
+        full = torch.cat([torch.view_as_complex(state["spectrum"].contiguous()), spec], dim=1)
+        new["spectrum"] = torch.view_as_real(full[:, full.shape[1] - cached :])
+        delayed = full[:, cached - c.lookahead_frames : cached - c.lookahead_frames + frames]
+        enhanced = gains * delayed[:, :, None]  # (batch, frames, outputs, bins)
+        first_tap = cached - c.lookahead_frames - (c.df_order - 1) + c.df_lookahead_frames
+        taps = torch.stack([full[:, first_tap + i : first_tap + i + frames, : c.df_bins] for i in range(c.df_order)], dim=2)
+        filtered = (coefficients * taps[:, :, None]).sum(dim=3)  # (batch, frames, outputs, df_bins)
+        enhanced = torch.cat([filtered, enhanced[..., c.df_bins :]], dim=-1)
+
+        frames_out = torch.fft.irfft(enhanced, n=c.fft_size) * self.synthesis_window  # (batch, frames, outputs, fft)
+        frames_out = frames_out.permute(0, 2, 1, 3)  # (batch, outputs, frames, fft)
+        overlap = c.fft_size - hop
+        segments = c.fft_size // hop
+        total = F.pad(state["synthesis"], (0, frames * hop))
+        for r in range(segments):
+            part = frames_out[..., r * hop : (r + 1) * hop].reshape(batch, outputs, frames * hop)
+            total = total + F.pad(part, (r * hop, overlap - r * hop))
+        new["synthesis"] = total[..., frames * hop :]
+        return total[..., : frames * hop], new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Offline: ``x`` ``(batch, 1, time)`` -> ``(batch, 2, time)`` (denoised, dereverberated), aligned with ``x``."""
+        if x.ndim != 3 or x.shape[1] != 1:
+            raise ValueError(f"x: expected (batch, 1, time), got {tuple(x.shape)}")
+        hop, frames = self.config.hop_samples, x.shape[-1]
+        padded = F.pad(x, (0, self.latency_samples + (-frames) % hop))
+        y, _ = self.forward_stream(padded, self.initial_state(x.shape[0]))
+        return y[..., self.latency_samples : self.latency_samples + frames]
