@@ -41,3 +41,15 @@ def save_tiny_enhancer(path, seed: int = 0):
     torch.nn.init.normal_(generator.postnet[-1].weight, std=0.1)
     save_weights(generator, path)
     return path
+
+
+def save_tiny_two_output_enhancer(path, seed: int = 0):
+    """Write a tiny random DFNet (outputs ``denoised`` and ``dereverberated``) to ``path``."""
+    import torch
+
+    from speakup_fx.models.dfnet import DFNet, DFNetConfig
+    from speakup_fx.runtime.weights import save_weights
+
+    torch.manual_seed(seed)
+    save_weights(DFNet(DFNetConfig(channels=16, gru_layers=1)), path)
+    return path

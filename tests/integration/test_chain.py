@@ -136,3 +136,29 @@ def test_dereverb_amount_removes_room_in_the_neural_engine():
     tails = {amount: late_energy_db(SpeakUp(preset="restore", dereverb_amount=amount)(audio, 16000), speech)
              for amount in (0.0, 1.0)}
     assert tails[0.0] - tails[1.0] > 3.0, tails
+
+
+def test_a_two_output_model_puts_noise_and_room_under_separate_control(tmp_path, monkeypatch):
+    from stage_doubles import save_tiny_two_output_enhancer
+
+    from speakup_fx.stages.base import hop_frames
+
+    save_tiny_two_output_enhancer(tmp_path / "enhancer.safetensors")
+    monkeypatch.setattr(weights_module, "WEIGHTS_DIR", tmp_path)
+    host = ModelHost("cpu")
+    assert names(build_chain(1, ChainOptions(engine="neural"), {}, host))[:2] == ["NoiseAndRoomStage", "ResampleStage"]
+    x = synthetic.noisy_speech(0.5, 16000)
+    stream = host.stream("enhancer", 1)
+    denoised, dereverberated = stream.process(x)
+    latency = stream.latency_samples
+
+    def run(denoise_amount, dereverb_amount):
+        stage = build_chain(1, ChainOptions(engine="neural"), {"denoise_amount": denoise_amount,
+                                                                "dereverb_amount": dereverb_amount}, host)[0]
+        return np.concatenate([stage.process(x[:, a : a + 4 * hop_frames(16000)])
+                               for a in range(0, x.shape[1], 4 * hop_frames(16000))], axis=1)
+
+    np.testing.assert_allclose(run(0.0, 0.0)[:, latency:], x[:, :-latency], atol=1e-7)
+    np.testing.assert_allclose(run(1.0, 0.0), denoised, atol=1e-6)
+    np.testing.assert_allclose(run(1.0, 1.0), dereverberated, atol=1e-6)
+    assert np.abs(run(1.0, 1.0) - run(1.0, 0.0)).max() > 1e-4 and np.abs(run(0.5, 0.0) - run(1.0, 0.0)).max() > 1e-4

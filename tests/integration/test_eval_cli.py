@@ -227,7 +227,7 @@ def test_wer_counts_each_systems_word_errors_against_the_clean_transcript(data_d
     # a stand-in recogniser: quiet audio (the references, the noisy inputs) is heard right, loud audio wrong
     heard = {"clean": ["ask", "her", "to", "bring"], "noisy": ["ask", "to", "ring"]}
     monkeypatch.setattr(metrics, "transcribe", lambda audio, rate: heard["clean" if np.abs(audio).max() < 0.5 else "noisy"])
-    monkeypatch.setattr(benchmark, "SYSTEMS", {**benchmark.SYSTEMS, "loud": (lambda: lambda audio, rate: np.clip(4 * audio, -1, 1), "x")})
+    monkeypatch.setattr(benchmark, "SYSTEMS", {**benchmark.SYSTEMS, "loud": (lambda device: lambda audio, rate: np.clip(4 * audio, -1, 1), "x")})
     benchmark._reference_transcript.cache_clear()
     out = tmp_path / "results"
     assert main(["eval", "--data-dir", str(data_dir), "--out", str(out), "--systems", "noisy,loud", "--wer"]) == 0
