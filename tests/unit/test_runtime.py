@@ -197,7 +197,7 @@ def test_the_shipped_enhancer_loads_and_streams():
     assert info.path.stat().st_size < 20_000_000 and int(info.metadata["step"]) > 0
     stream = host.stream("enhancer", 1)
     y = stream.process(noisy(0.5))
-    assert y.shape == (1, 1, 8000) and np.all(np.isfinite(y))
+    assert y.shape == (len(stream.spec.output_names), 1, 8000) and np.all(np.isfinite(y))
 
 
 def test_stream_state_stays_in_the_memory_allocated_for_it(host, weights):
