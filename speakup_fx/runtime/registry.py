@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from speakup_fx.models.bwe import BandwidthExtender, BandwidthExtenderConfig
 from speakup_fx.models.streaming import StreamingGenerator, StreamingGeneratorConfig
 
 @dataclass(frozen=True)
@@ -38,3 +39,4 @@ def architecture_of(model: nn.Module) -> Architecture:
 
 
 register("enhancer", "streaming", StreamingGenerator, StreamingGeneratorConfig)
+register("bandwidth_extension", "band_replication", BandwidthExtender, BandwidthExtenderConfig)
