@@ -41,3 +41,15 @@ def save_tiny_enhancer(path, seed: int = 0):
     torch.nn.init.normal_(generator.postnet[-1].weight, std=0.1)
     save_weights(generator, path)
     return path
+
+
+def save_tiny_bandwidth_extender(path, seed: int = 0):
+    """Write a tiny random bandwidth extender to ``path`` (tests the plumbing around a model, not a model)."""
+    import torch
+
+    from speakup_fx.models.bwe import BandwidthExtender, BandwidthExtenderConfig
+    from speakup_fx.runtime.weights import save_weights
+
+    torch.manual_seed(seed)
+    save_weights(BandwidthExtender(BandwidthExtenderConfig(channels=8, dilations=(1, 2))), path)
+    return path
