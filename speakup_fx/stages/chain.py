@@ -49,8 +49,14 @@ def build_chain(
     """
     neural = options.engine == "neural"
     stages: list[Stage] = []
-    if (neural or options.bandwidth_extension) and host is None:
-        raise ValueError("the neural engine and bandwidth extension need a ModelHost")
+    if neural and host is None:
+        raise ValueError("the neural engine needs a ModelHost")
+    if options.bandwidth_extension and host is None:
+        # SpeakUp hands over its host for the neural engine only; until it does for this option too,
+        # the classic chain's bandwidth extension runs on the process's shared host.
+        from speakup_fx.runtime.host import shared_host
+
+        host = shared_host()
     if neural:
         stages += _neural_stages(channels, params, host, options.bandwidth_extension)
     plan = (

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import synthetic
+
 from speakup_fx.runtime.weights import load_model
 from speakup_fx.train.bwe import BweConfig, build_state, g_step, high_band_losses, load_bwe_config, main, train
 from speakup_fx.train.checkpoint import load_checkpoint
@@ -19,9 +21,8 @@ CPU = World(0, 1, torch.device("cpu"))
 
 @pytest.fixture(scope="module")
 def speech_dir(tmp_path_factory):
-    from test_bwe_data import write_actors
-
-    return write_actors(tmp_path_factory.mktemp("speech"), files=1)
+    
+    return synthetic.write_tiny_actors(tmp_path_factory.mktemp("speech"), files=1)
 
 
 @pytest.fixture

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 import synthetic
 from speakup_fx.data.bwe import BandLimitConfig, BandLimiter, BandLimitParams, BandwidthPairs, split_by_actor
-
-
-def write_actors(folder, actors=(1, 2, 21, 22), files=2, duration_s=0.6):
-    for actor in actors:
-        (folder / f"actor{actor:02d}").mkdir(parents=True)
-        for i in range(files):
-            audio = synthetic.noisy_speech(duration_s, 48_000, 1, seed=10 * actor + i)[0]
-            sf.write(folder / f"actor{actor:02d}" / f"clip{i}.flac", audio, 48_000)
-    return folder
 
 
 def band_fraction(x: np.ndarray, sample_rate: int, above_hz: float) -> float:
@@ -25,7 +15,7 @@ def band_fraction(x: np.ndarray, sample_rate: int, above_hz: float) -> float:
 
 
 def test_validation_actors_are_never_in_training(tmp_path):
-    training, validation = split_by_actor(write_actors(tmp_path))
+    training, validation = split_by_actor(synthetic.write_tiny_actors(tmp_path))
     assert {p.parent.name for p in training} == {"actor01", "actor02"}
     assert {p.parent.name for p in validation} == {"actor21", "actor22"}
     with pytest.raises(FileNotFoundError, match="actorNN"):
@@ -33,7 +23,7 @@ def test_validation_actors_are_never_in_training(tmp_path):
 
 
 def test_same_seed_same_pair_and_shapes(tmp_path):
-    training, _ = split_by_actor(write_actors(tmp_path))
+    training, _ = split_by_actor(synthetic.write_tiny_actors(tmp_path))
     pairs = BandwidthPairs(training, 0.25, seed=5, limiter=BandLimiter())
     (x1, y1), (x2, y2), (x3, _) = pairs[(0, 3)], pairs[(0, 3)], pairs[(0, 4)]
     assert x1.shape == (1, 4000) and y1.shape == (1, 12000)
