@@ -35,6 +35,9 @@ INPUT_SAMPLE_RATE = 16_000
 OUTPUT_SAMPLE_RATE = 48_000
 UPSAMPLING = OUTPUT_SAMPLE_RATE // INPUT_SAMPLE_RATE
 
+INITIAL_GAIN = 0.1
+"""Gain of the source bins at initialisation (-20 dB: the replicated band is louder than the one it stands in for)."""
+
 
 def resampler_kernel() -> tuple[np.ndarray, int]:
     """The project resampler's 16 -> 48 kHz weights ``(3 phases, taps)`` float32 and its first tap offset.
@@ -107,8 +110,8 @@ class BandwidthExtenderConfig:
         nyquist = OUTPUT_SAMPLE_RATE / 2
         if not 0 < self.source_low_hz < self.crossover_hz < nyquist:
             raise ValueError(f"need 0 < source_low_hz < crossover_hz < {nyquist:g} Hz, got {self.source_low_hz}, {self.crossover_hz}")
-        if self.max_gain <= 0:
-            raise ValueError(f"max_gain must be > 0, got {self.max_gain}")
+        if self.max_gain <= INITIAL_GAIN:
+            raise ValueError(f"max_gain must be > {INITIAL_GAIN} (the initial gain), got {self.max_gain}")
 
 
 class BandwidthExtender(nn.Module):
@@ -138,6 +141,7 @@ class BandwidthExtender(nn.Module):
         self.input = CachedConv1d(self.crossover_bin, c, config.lookahead_frames + 1)
         self.blocks = nn.ModuleList(GatedBlock(c, config.kernel_size, d) for d in config.dilations)
         self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(c, c, 1), nn.ReLU(), nn.Conv1d(c, self.bins - self.crossover_bin, 1))
+        nn.init.constant_(self.head[3].bias, math.log(INITIAL_GAIN / (config.max_gain - INITIAL_GAIN)))
 
     @property
     def latency_samples(self) -> int:

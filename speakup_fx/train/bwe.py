@@ -103,6 +103,11 @@ def load_bwe_config(path: str | Path) -> BweConfig:
         return from_dict(BweConfig, tomllib.load(f))
 
 
+def magnitude(spectrum: torch.Tensor) -> torch.Tensor:
+    """``sqrt(|X|^2 + LOG_FLOOR^2)``: a magnitude floored smoothly, whose gradient is finite at X = 0 (``abs`` has none)."""
+    return torch.view_as_real(spectrum).square().sum(-1).add(LOG_FLOOR**2).sqrt()
+
+
 def high_band_losses(output: torch.Tensor, target: torch.Tensor, low_hz: float) -> dict[str, torch.Tensor]:
     """Named losses on the STFT bins at or above ``low_hz`` (48 kHz ``(batch, 1, time)`` signals), mean over resolutions."""
     if output.shape != target.shape or output.ndim != 3:
@@ -112,7 +117,7 @@ def high_band_losses(output: torch.Tensor, target: torch.Tensor, low_hz: float) 
         first = int(np.ceil(low_hz * n_fft / OUTPUT_SAMPLE_RATE))
         window = torch.hann_window(n_fft, device=output.device, dtype=output.dtype)
         out_mag, tgt_mag = (
-            torch.stft(s.reshape(-1, s.shape[-1]), n_fft, hop, window=window, return_complex=True)[:, first:].abs().clamp_min(LOG_FLOOR)
+            magnitude(torch.stft(s.reshape(-1, s.shape[-1]), n_fft, hop, window=window, return_complex=True)[:, first:])
             for s in (output, target)
         )
         terms["bwe/high_log"] = terms["bwe/high_log"] + F.l1_loss(out_mag.log(), tgt_mag.log())
@@ -153,7 +158,10 @@ def g_step(state: BweState, noisy: torch.Tensor, target: torch.Tensor) -> dict[s
     state.optimizer.zero_grad(set_to_none=True)
     total.backward()
     norm = nn.utils.clip_grad_norm_(state.model.parameters(), config.optim.grad_clip)
-    state.optimizer.step()
+    if torch.isfinite(norm):
+        state.optimizer.step()
+    else:  # one bad batch must not poison an unattended run
+        logger.warning("step %d: non-finite gradient, update skipped", state.step)
     state.step += 1
     return {**{k: v.item() for k, v in terms.items()}, "bwe/total": total.item(), "bwe/grad_norm": norm.item()}
 
