@@ -341,7 +341,7 @@ class SpeakUp:
             from speakup_fx.stages.chain import build_chain
 
             host = None
-            if self._options.engine == "neural":
+            if self._options.engine == "neural" or self._options.bandwidth_extension:
                 from speakup_fx.runtime.host import shared_host
 
                 host = shared_host(self._device)

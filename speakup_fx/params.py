@@ -86,6 +86,7 @@ class ChainOptions:
     compressor: bool = field(default=True, metadata={"help": "run the compressor"})
     limiter: bool = field(default=True, metadata={"help": "run the true-peak limiter"})
     loudness: bool = field(default=True, metadata={"help": "bounce: normalise integrated loudness to target_lufs"})
+    bandwidth_extension: bool = field(default=False, metadata={"help": "restore the 8-24 kHz band of band-limited speech (trained model)"})
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:

@@ -53,3 +53,15 @@ def save_tiny_two_output_enhancer(path, seed: int = 0):
     torch.manual_seed(seed)
     save_weights(DFNet(DFNetConfig(channels=16, gru_layers=1)), path)
     return path
+
+
+def save_tiny_bandwidth_extender(path, seed: int = 0):
+    """Write a tiny random bandwidth extender to ``path`` (tests the plumbing around a model, not a model)."""
+    import torch
+
+    from speakup_fx.models.bwe import BandwidthExtender, BandwidthExtenderConfig
+    from speakup_fx.runtime.weights import save_weights
+
+    torch.manual_seed(seed)
+    save_weights(BandwidthExtender(BandwidthExtenderConfig(channels=8, dilations=(1, 2))), path)
+    return path

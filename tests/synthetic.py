@@ -163,3 +163,15 @@ def room_impulse_response(rt60_s: float, sample_rate: int, seed: int = 0) -> np.
     response[0] += 1.0
     response.setflags(write=False)
     return response
+
+
+def write_tiny_actors(folder, actors=(1, 2, 21, 22), files: int = 2, duration_s: float = 0.6):
+    """A RAVDESS-like ``actorNN/clipI.flac`` folder of 48 kHz noisy speech-like audio; returns ``folder``."""
+    import soundfile as sf
+
+    for actor in actors:
+        (folder / f"actor{actor:02d}").mkdir(parents=True)
+        for i in range(files):
+            audio = noisy_speech(duration_s, 48_000, 1, seed=10 * actor + i)[0]
+            sf.write(folder / f"actor{actor:02d}" / f"clip{i}.flac", audio, 48_000)
+    return folder

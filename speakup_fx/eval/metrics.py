@@ -110,6 +110,54 @@ def si_sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(10.0 * np.log10(np.dot(target, target) / residual_energy))
 
 
+LSD_FFT = 2048
+LSD_HOP = 512
+_LSD_EPS = 1e-12
+
+
+def _magnitude_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """``|STFT|`` ``(frames, bins)`` with a periodic Hann window, centred frames and reflect padding (as ``torch.stft``)."""
+    padded = np.pad(audio, n_fft // 2, mode="reflect" if audio.size > n_fft // 2 else "constant")
+    padded = np.pad(padded, (0, max(0, n_fft - padded.size)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+    return np.abs(np.fft.rfft(frames * scipy.signal.get_window("hann", n_fft), axis=-1))
+
+
+def log_spectral_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
+    """Log-spectral distance as in the NVSR authors' ``ssr_eval`` (lower is better; 0 for identical signals).
+
+    Log10 power spectrograms (2048-point STFT, hop 512, Hann): per frame the root mean square over
+    frequency of ``log10(|R|^2 / (|E| + eps)^2 + eps)``, then the mean over frames. ``sample_rate``
+    only documents the rate both share (the STFT size is fixed in samples, as in ``ssr_eval``).
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate: expected a positive number of Hz, got {sample_rate}")
+    ref, est = _pair(reference, estimate)
+    target = _magnitude_spectrogram(ref, LSD_FFT, LSD_HOP)
+    output = _magnitude_spectrogram(est, LSD_FFT, LSD_HOP)
+    distance = np.log10(target**2 / (output + _LSD_EPS) ** 2 + _LSD_EPS) ** 2
+    return float(np.mean(np.sqrt(np.mean(distance, axis=1))))
+
+
+def band_energy_change_db(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, low_hz: float, high_hz: float) -> float:
+    """Mean absolute per-frame change (dB) of the energy in ``[low_hz, high_hz)`` from ``reference`` to ``estimate``.
+
+    Frames are those of ``log_spectral_distance``; frames where the reference band is more than 60 dB
+    below its loudest frame are left out (silence would weigh rounding noise).
+    """
+    if not 0 <= low_hz < high_hz <= sample_rate / 2:
+        raise ValueError(f"band [{low_hz}, {high_hz}) Hz: expected 0 <= low < high <= {sample_rate / 2:g}")
+    ref, est = _pair(reference, estimate)
+    bins = np.fft.rfftfreq(LSD_FFT, 1 / sample_rate)
+    band = (bins >= low_hz) & (bins < high_hz)
+    ref_energy = (_magnitude_spectrogram(ref, LSD_FFT, LSD_HOP)[:, band] ** 2).sum(axis=1)
+    est_energy = (_magnitude_spectrogram(est, LSD_FFT, LSD_HOP)[:, band] ** 2).sum(axis=1)
+    loud = ref_energy > ref_energy.max() * 1e-6
+    if not loud.any():
+        raise ValueError("reference: silent in the band, its change is undefined")
+    return float(np.mean(np.abs(10 * np.log10((est_energy[loud] + _LSD_EPS) / (ref_energy[loud] + _LSD_EPS)))))
+
+
 def alignment_lag_samples(reference: np.ndarray, estimate: np.ndarray, max_lag_samples: int) -> int | None:
     """Lag of ``estimate`` behind ``reference`` (positive = delayed), searched within +-``max_lag_samples``.
 

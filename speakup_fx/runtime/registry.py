@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from speakup_fx.models.dfnet import DFNet, DFNetConfig
+from speakup_fx.models.bwe import BandwidthExtender, BandwidthExtenderConfig
 from speakup_fx.models.streaming import StreamingGenerator, StreamingGeneratorConfig
 
 @dataclass(frozen=True)
@@ -40,3 +41,4 @@ def architecture_of(model: nn.Module) -> Architecture:
 
 register("enhancer", "streaming", StreamingGenerator, StreamingGeneratorConfig)
 register("enhancer", "dfnet", DFNet, DFNetConfig)
+register("bandwidth_extension", "band_replication", BandwidthExtender, BandwidthExtenderConfig)

@@ -136,7 +136,8 @@ def test_paper_generator_trains_through_the_same_loop(config):
 
 def test_shipped_configs_load():
     for path in sorted(TINY.parent.glob("*.toml")):
-        assert isinstance(load_config(path), Config)
+        if not path.stem.startswith("bwe"):  # the bandwidth extender's configs: tests/integration/test_bwe_train.py
+            assert isinstance(load_config(path), Config)
 
 
 def test_learning_rate_decays_per_step(config):

@@ -159,3 +159,27 @@ def test_speech_level_difference_measures_a_known_gain_on_the_speech_frames():
     assert metrics.speech_level_difference_db(speech, pauses, RATE) == pytest.approx(0.0, abs=0.01)
     with pytest.raises(ValueError, match="silent"):
         metrics.speech_level_difference_db(np.zeros(RATE, np.float32), speech[:RATE], RATE)
+
+
+def test_log_spectral_distance_is_zero_for_the_same_signal_and_grows_with_a_missing_band():
+    from speakup_fx.dsp.resample import resample
+    from speakup_fx.eval.metrics import log_spectral_distance
+
+    reference = synthetic.noise(1.0, 48_000, 1, level_db=-20.0)[0]
+    assert log_spectral_distance(reference, reference, 48_000) < 1e-9
+    # a uniform 6 dB loss: every bin's log10 power ratio is log10(4)
+    assert log_spectral_distance(reference, 0.5 * reference, 48_000) == pytest.approx(np.log10(4.0), rel=1e-6)
+    narrow = resample(resample(reference, 48_000, 16_000), 16_000, 48_000)
+    half = resample(resample(reference, 48_000, 24_000), 24_000, 48_000)
+    assert log_spectral_distance(reference, narrow, 48_000) > log_spectral_distance(reference, half, 48_000) > 0.1
+    with pytest.raises(ValueError, match="frames"):
+        log_spectral_distance(reference, reference[:-1], 48_000)
+
+
+def test_band_energy_change_reads_a_gain_in_db():
+    from speakup_fx.eval.metrics import band_energy_change_db
+
+    reference = synthetic.noise(0.5, 48_000, 1, level_db=-20.0)[0]
+    assert band_energy_change_db(reference, 0.5 * reference, 48_000, 0.0, 7_500.0) == pytest.approx(6.0206, abs=1e-3)
+    with pytest.raises(ValueError, match="band"):
+        band_energy_change_db(reference, reference, 48_000, 8_000.0, 7_000.0)

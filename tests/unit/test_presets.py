@@ -9,7 +9,7 @@ import pytest
 from speakup_fx.params import PARAM_SPECS, ChainOptions
 from speakup_fx.presets import PRESETS_DIR, Preset, list_presets, load_preset, parse_assignment, save_preset
 
-SHIPPED = ["audiobook-acx", "broadcast-r128", "lecture-room", "podcast", "restore", "video-call-rescue", "voice-over"]
+SHIPPED = ["audiobook-acx", "bandwidth-extension", "broadcast-r128", "lecture-room", "podcast", "restore", "video-call-rescue", "voice-over"]
 
 
 def test_every_preset_file_validates_and_is_named_after_its_file():
@@ -47,6 +47,15 @@ def test_restore_is_enhancement_only():
     off = dict.fromkeys(("highpass", "dehum", "eq", "leveler", "compressor", "limiter", "loudness"), False)
     assert preset.options == ChainOptions(engine="neural", **off)
     assert preset.parameter_values()["mix"] == 1.0
+
+
+def test_bandwidth_extension_preset_runs_the_model_alone():
+    preset = load_preset("bandwidth-extension")
+    off = dict.fromkeys(("highpass", "dehum", "expander", "eq", "leveler", "compressor", "limiter", "loudness"), False)
+    assert preset.options == ChainOptions(engine="classic", bandwidth_extension=True, **off)
+    values = preset.parameter_values()
+    assert values["denoise_amount"] == values["dereverb_amount"] == 0.0 and values["mix"] == 1.0
+    assert values["output_gain_db"] == 0.0
 
 
 def test_parameter_values_fill_in_the_defaults():
@@ -93,7 +102,7 @@ def test_a_minimal_preset_file_is_all_defaults(tmp_path):
 
 
 def test_unknown_preset_names_list_the_shipped_ones():
-    with pytest.raises(ValueError, match="unknown preset 'podcats'; available: audiobook-acx, broadcast-r128"):
+    with pytest.raises(ValueError, match="unknown preset 'podcats'; available: audiobook-acx, bandwidth-extension, broadcast-r128"):
         load_preset("podcats")
 
 

@@ -1,0 +1,333 @@
+"""Training the bandwidth extender: ``python -m speakup_fx.train.bwe --config configs/bwe.toml --run-dir DIR``.
+
+Uses the project's training helpers (TOML config with dotted-key errors, atomic versioned
+checkpoints, the DDP helpers that do nothing at world size 1, TensorBoard) around its own short
+step: reconstruction losses only (a multi-resolution log-magnitude + spectral-convergence loss on
+the band the model writes, plus power-law compressed magnitudes there); no adversarial stage yet.
+Resumes from ``DIR/checkpoint.pt``; ``--export WEIGHTS`` writes the best checkpoint as the shipped
+safetensors file. Exit codes: 0 done; 2 bad config, data or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from speakup_fx.data.bwe import BandLimitConfig, BandLimiter, BandwidthPairs, split_by_actor
+from speakup_fx.data.dataset import VALIDATION_EPOCH, EpochSampler
+from speakup_fx.eval.metrics import log_spectral_distance
+from speakup_fx.models.bwe import OUTPUT_SAMPLE_RATE, BandwidthExtender, BandwidthExtenderConfig
+from speakup_fx.runtime.weights import save_weights
+from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
+from speakup_fx.train.config import from_dict, to_dict
+from speakup_fx.train.distributed import World, init_from_env, mean_across_ranks, shutdown, unwrap, wrap
+
+logger = logging.getLogger(__name__)
+
+HIGH_BAND_RESOLUTIONS: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (2048, 512))
+"""(n_fft, hop) pairs at 48 kHz of the high-band losses."""
+
+LOG_FLOOR = 1e-5
+COMPRESSION = 0.3
+
+
+@dataclass(frozen=True)
+class BweDataConfig:
+    """Where the 48 kHz speech comes from and how it is cut."""
+
+    speech_dir: str = field(default="/work/shared/data/speech_48k/ravdess", metadata={"help": "folder of actorNN/ speech folders"})
+    segment_s: float = field(default=1.0, metadata={"help": "length of a training example, s"})
+    examples_per_epoch: int = field(default=4096, metadata={"help": "examples per epoch (each drawn from (seed, epoch, index))"})
+    workers: int = field(default=1, metadata={"help": "DataLoader worker processes per rank"})
+    validation_examples: int = field(default=32, metadata={"help": "fixed examples of the held-out actors scored at each checkpoint"})
+
+
+@dataclass(frozen=True)
+class BweOptimConfig:
+    """Adam settings."""
+
+    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    betas: tuple[float, float] = field(default=(0.9, 0.99), metadata={"help": "Adam betas"})
+    grad_clip: float = field(default=5.0, metadata={"help": "gradient-norm clip"})
+    lr_decay: float = field(default=0.99999, metadata={"help": "learning-rate factor per step (exponential decay)"})
+
+
+@dataclass(frozen=True)
+class BweConfig:
+    """A whole bandwidth-extension training run."""
+
+    seed: int = field(default=0, metadata={"help": "seed of model init and of every data draw"})
+    batch_size: int = field(default=8, metadata={"help": "global batch size (split across ranks)"})
+    threads: int = field(default=1, metadata={"help": "torch threads per rank"})
+    steps: int = field(default=500_000, metadata={"help": "optimizer steps of the run"})
+    log_every: int = field(default=25, metadata={"help": "steps between scalar logs"})
+    checkpoint_every_s: float = field(default=300.0, metadata={"help": "seconds between checkpoints"})
+    snapshot_every_s: float = field(default=3600.0, metadata={"help": "seconds between kept numbered snapshots"})
+    model: BandwidthExtenderConfig = field(default_factory=BandwidthExtenderConfig, metadata={"help": "the streamable model"})
+    band_limit: BandLimitConfig = field(default_factory=BandLimitConfig, metadata={"help": "how inputs are band-limited"})
+    data: BweDataConfig = field(default_factory=BweDataConfig, metadata={"help": "training data"})
+    optim: BweOptimConfig = field(default_factory=BweOptimConfig, metadata={"help": "optimizer"})
+    loss_weights: dict[str, float] = field(
+        default_factory=lambda: {"bwe/high_log": 1.0, "bwe/high_sc": 1.0, "bwe/high_compressed": 10.0},
+        metadata={"help": "weight of each named loss term"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.steps < 0:
+            raise ValueError(f"batch_size must be >= 1 and steps >= 0, got {self.batch_size}, {self.steps}")
+        unknown = set(self.loss_weights) - set(LOSS_NAMES)
+        if unknown:
+            raise ValueError(f"loss_weights: unknown loss names {sorted(unknown)}")
+
+
+LOSS_NAMES = ("bwe/high_log", "bwe/high_sc", "bwe/high_compressed")
+
+
+def load_bwe_config(path: str | Path) -> BweConfig:
+    """Read a TOML config (only what differs from the defaults)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config: no file {path}")
+    with path.open("rb") as f:
+        return from_dict(BweConfig, tomllib.load(f))
+
+
+def magnitude(spectrum: torch.Tensor) -> torch.Tensor:
+    """``sqrt(|X|^2 + LOG_FLOOR^2)``: a magnitude floored smoothly, whose gradient is finite at X = 0 (``abs`` has none)."""
+    return torch.view_as_real(spectrum).square().sum(-1).add(LOG_FLOOR**2).sqrt()
+
+
+def high_band_losses(output: torch.Tensor, target: torch.Tensor, low_hz: float) -> dict[str, torch.Tensor]:
+    """Named losses on the STFT bins at or above ``low_hz`` (48 kHz ``(batch, 1, time)`` signals), mean over resolutions."""
+    if output.shape != target.shape or output.ndim != 3:
+        raise ValueError(f"output {tuple(output.shape)} and target {tuple(target.shape)} must both be (batch, channels, time)")
+    terms = {name: output.new_zeros(()) for name in LOSS_NAMES}
+    for n_fft, hop in HIGH_BAND_RESOLUTIONS:
+        first = int(np.ceil(low_hz * n_fft / OUTPUT_SAMPLE_RATE))
+        window = torch.hann_window(n_fft, device=output.device, dtype=output.dtype)
+        out_mag, tgt_mag = (
+            magnitude(torch.stft(s.reshape(-1, s.shape[-1]), n_fft, hop, window=window, return_complex=True)[:, first:])
+            for s in (output, target)
+        )
+        terms["bwe/high_log"] = terms["bwe/high_log"] + F.l1_loss(out_mag.log(), tgt_mag.log())
+        convergence = torch.linalg.norm(tgt_mag - out_mag, dim=(-2, -1)) / torch.linalg.norm(tgt_mag, dim=(-2, -1)).clamp_min(LOG_FLOOR)
+        terms["bwe/high_sc"] = terms["bwe/high_sc"] + convergence.mean()
+        terms["bwe/high_compressed"] = terms["bwe/high_compressed"] + F.mse_loss(out_mag**COMPRESSION, tgt_mag**COMPRESSION)
+    return {name: value / len(HIGH_BAND_RESOLUTIONS) for name, value in terms.items()}
+
+
+@dataclass
+class BweState:
+    """Every object of a training run."""
+
+    config: BweConfig
+    world: World
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+    epoch: int = 0
+    best_validation: float = float("inf")
+
+
+def build_state(config: BweConfig, world: World) -> BweState:
+    torch.manual_seed(config.seed)
+    model = BandwidthExtender(config.model).to(world.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr, betas=config.optim.betas)
+    return BweState(config, world, wrap(model, world), optimizer)
+
+
+def g_step(state: BweState, noisy: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """One update with the weighted named losses."""
+    config = state.config
+    for group in state.optimizer.param_groups:
+        group["lr"] = config.optim.lr * config.optim.lr_decay**state.step
+    output = state.model(noisy.to(state.world.device))
+    terms = high_band_losses(output, target.to(state.world.device), config.model.crossover_hz)
+    total = sum(config.loss_weights.get(name, 0.0) * value for name, value in terms.items())
+    state.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    norm = nn.utils.clip_grad_norm_(state.model.parameters(), config.optim.grad_clip)
+    if torch.isfinite(norm):
+        state.optimizer.step()
+    else:  # one bad batch must not poison an unattended run
+        logger.warning("step %d: non-finite gradient, update skipped", state.step)
+    state.step += 1
+    return {**{k: v.item() for k, v in terms.items()}, "bwe/total": total.item(), "bwe/grad_norm": norm.item()}
+
+
+def upsampled_input(model: BandwidthExtender, noisy: torch.Tensor) -> torch.Tensor:
+    """The baseline: the 16 kHz input on the project resampler's kernel at 48 kHz (no high band)."""
+    return unwrap(model).upsampler(noisy)
+
+
+@torch.no_grad()
+def validate(state: BweState, noisy: torch.Tensor, target: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    """Mean LSD of the model and of the plain upsampled input on the fixed held-out examples."""
+    model = unwrap(state.model).eval()
+    output = torch.cat([model(n[None].to(state.world.device)) for n in noisy]).cpu()
+    model.train()
+    baseline = upsampled_input(model, noisy)
+    lsd = [log_spectral_distance(t[0].numpy(), o[0].numpy(), OUTPUT_SAMPLE_RATE) for t, o in zip(target, output)]
+    lsd_input = [log_spectral_distance(t[0].numpy(), b[0].numpy(), OUTPUT_SAMPLE_RATE) for t, b in zip(target, baseline)]
+    terms = {f"val/{k.split('/')[1]}": v.item() for k, v in high_band_losses(output, target, state.config.model.crossover_hz).items()}
+    terms.update({"val/lsd": float(np.mean(lsd)), "val/lsd_input": float(np.mean(lsd_input))})
+    terms["val/lsd_ratio"] = terms["val/lsd"] / terms["val/lsd_input"]
+    return terms, output
+
+
+def checkpoint_payload(state: BweState) -> dict:
+    return {
+        "config": to_dict(state.config),
+        "step": state.step,
+        "epoch": state.epoch,
+        "best_validation": state.best_validation,
+        "model": unwrap(state.model).state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+    }
+
+
+def restore(state: BweState, payload: dict) -> None:
+    saved = payload["config"]["model"]
+    if saved != to_dict(state.config)["model"]:
+        raise ValueError(f"model: the checkpoint was trained with {saved}, the config says {to_dict(state.config)['model']}")
+    unwrap(state.model).load_state_dict(payload["model"])
+    state.optimizer.load_state_dict(payload["optimizer"])
+    state.step, state.epoch, state.best_validation = payload["step"], payload["epoch"], payload["best_validation"]
+
+
+def write_checkpoints(state: BweState, run_dir: Path, writer, validation: tuple[torch.Tensor, torch.Tensor], snapshot: bool) -> None:
+    """Rank 0: validate, log, write ``checkpoint.pt`` (+ ``best.pt`` when the validation LSD improves)."""
+    noisy, target = validation
+    terms, output = validate(state, noisy, target)
+    for k, v in terms.items():
+        writer.add_scalar(k, v, state.step)
+    for name, audio, rate in (("input", noisy[0], 16_000), ("target", target[0], OUTPUT_SAMPLE_RATE), ("extended", output[0], OUTPUT_SAMPLE_RATE)):
+        writer.add_audio(f"sample/{name}", audio.clamp(-1, 1), state.step, sample_rate=rate)
+    writer.flush()
+    logger.info("step %d validation %s", state.step, " ".join(f"{k}={v:.4f}" for k, v in terms.items()))
+    payload = checkpoint_payload(state)
+    if terms["val/lsd"] < state.best_validation:
+        state.best_validation = terms["val/lsd"]
+        payload["best_validation"] = state.best_validation
+        save_checkpoint(run_dir / "best.pt", payload)
+    save_checkpoint(run_dir / "checkpoint.pt", payload)
+    if snapshot:
+        save_checkpoint(run_dir / f"checkpoint_{state.step:08d}.pt", payload)
+
+
+def train(config: BweConfig, run_dir: Path, world: World, max_steps: int | None = None) -> BweState:
+    """Run (or resume) training, writing checkpoints and TensorBoard logs to ``run_dir``."""
+    torch.set_num_threads(config.threads)
+    state = build_state(config, world)
+    if (run_dir / "checkpoint.pt").is_file():
+        restore(state, load_checkpoint(run_dir / "checkpoint.pt"))
+        state.epoch += 1
+        logger.info("resumed from %s at step %d", run_dir / "checkpoint.pt", state.step)
+    training_files, validation_files = split_by_actor(config.data.speech_dir)
+    limiter = BandLimiter(config.band_limit)
+    hop = config.model.hop_samples
+    training = BandwidthPairs(training_files, config.data.segment_s, config.seed, limiter, hop)
+    logger.info("%d training / %d validation files", len(training_files), len(validation_files))
+    writer = validation = None
+    if world.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+        held_out = BandwidthPairs(validation_files, config.data.segment_s, config.seed, limiter, hop)
+        pairs = [held_out[(VALIDATION_EPOCH, i)] for i in range(config.data.validation_examples)]
+        validation = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    sampler = EpochSampler(config.data.examples_per_epoch, world.rank, world.world_size)
+    loader = DataLoader(training, batch_size=config.batch_size // world.world_size, sampler=sampler,
+                        num_workers=config.data.workers, drop_last=True, persistent_workers=config.data.workers > 0)
+    end = config.steps if max_steps is None else min(config.steps, state.step + max_steps)
+    last_checkpoint = last_snapshot = time.monotonic()
+    sums: dict[str, float] = {}
+    counted = 0
+    while state.step < end:
+        sampler.set_epoch(state.epoch)
+        for noisy, target in loader:
+            started = time.monotonic()
+            for k, v in g_step(state, noisy, target).items():
+                sums[k] = sums.get(k, 0.0) + v
+            sums["speed/step_s"] = sums.get("speed/step_s", 0.0) + time.monotonic() - started
+            counted += 1
+            if state.step % config.log_every == 0:
+                means = {k: mean_across_ranks(torch.tensor(v / counted), world).item() for k, v in sums.items()}
+                sums, counted = {}, 0
+                if writer is not None:
+                    for k, v in means.items():
+                        writer.add_scalar(k, v, state.step)
+                    logger.info("step %d %s", state.step, " ".join(f"{k}={v:.4f}" for k, v in sorted(means.items())))
+            now = time.monotonic()
+            done = state.step >= end
+            if world.is_main and (done or now - last_checkpoint >= config.checkpoint_every_s):
+                snapshot = now - last_snapshot >= config.snapshot_every_s
+                write_checkpoints(state, run_dir, writer, validation, snapshot)
+                last_checkpoint, last_snapshot = now, now if snapshot else last_snapshot
+            if done:
+                break
+        state.epoch += 1
+    if writer is not None:
+        writer.close()
+    return state
+
+
+def export_checkpoint(checkpoint_path: str | Path, weights_path: str | Path) -> int:
+    """Write the model of ``checkpoint_path`` to ``weights_path`` (safetensors, kind ``bandwidth_extension``); returns its step."""
+    payload = load_checkpoint(checkpoint_path)
+    config = from_dict(BweConfig, payload["config"])
+    model = BandwidthExtender(config.model)
+    model.load_state_dict(payload["model"])
+    metadata = {
+        "step": str(payload["step"]),
+        "validation_lsd": f"{payload['best_validation']:.4f}",
+        "data": f"RAVDESS 48 kHz speech ({config.data.speech_dir}), actors 1-20; 21-22 held out",
+    }
+    save_weights(model, weights_path, metadata)
+    return payload["step"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m speakup_fx.train.bwe", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path, help="TOML file with what differs from the defaults")
+    parser.add_argument("--run-dir", required=True, type=Path, help="checkpoints and logs; resumes from it automatically")
+    parser.add_argument("--max-steps", type=int, help="stop after this many more steps")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--export", type=Path, metavar="WEIGHTS", help="write the run's best checkpoint as safetensors to WEIGHTS and exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_bwe_config(args.config)
+        if args.export:
+            step = export_checkpoint(args.run_dir / "best.pt", args.export)
+            logger.info("exported step %d of %s to %s", step, args.run_dir, args.export)
+            return 0
+    except (ValueError, FileNotFoundError) as error:
+        logger.error("%s", error)
+        return 2
+    world = init_from_env(args.device)
+    try:
+        train(config, args.run_dir, world, args.max_steps)
+    except (ValueError, FileNotFoundError) as error:
+        logger.error("%s", error)
+        return 2
+    finally:
+        shutdown(world)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

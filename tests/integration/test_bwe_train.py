@@ -1,0 +1,75 @@
+"""Bandwidth-extension training: steps, checkpoints that resume, export to a loadable weights file, strict configs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+import synthetic
+
+from speakup_fx.runtime.weights import load_model
+from speakup_fx.train.bwe import BweConfig, build_state, g_step, high_band_losses, load_bwe_config, main, train
+from speakup_fx.train.checkpoint import load_checkpoint
+from speakup_fx.train.distributed import World
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CPU = World(0, 1, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def speech_dir(tmp_path_factory):
+    
+    return synthetic.write_tiny_actors(tmp_path_factory.mktemp("speech"), files=1)
+
+
+@pytest.fixture
+def config(speech_dir):
+    base = load_bwe_config(CONFIGS / "bwe_tiny.toml")
+    return replace(base, data=replace(base.data, speech_dir=str(speech_dir)))
+
+
+def test_shipped_bwe_configs_load_and_unknown_keys_are_named(tmp_path):
+    for path in sorted(CONFIGS.glob("bwe*.toml")):
+        assert isinstance(load_bwe_config(path), BweConfig)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\nwidth = 3\n")
+    with pytest.raises(ValueError, match="model.width"):
+        load_bwe_config(bad)
+
+
+def test_the_high_band_loss_ignores_the_band_below_the_crossover():
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 1, 4800, generator=gen)
+    low = torch.nn.functional.avg_pool1d(torch.randn(2, 1, 4800 + 15, generator=gen), 16, 1)  # energy mostly below 3 kHz
+    assert all(v.item() == pytest.approx(0.0, abs=1e-6) for v in high_band_losses(target, target, 8000.0).values())
+    shifted = high_band_losses(target + 1e-3 * low, target, 8000.0)
+    assert all(v.item() < 1e-2 for v in shifted.values())
+    assert high_band_losses(0.5 * target, target, 8000.0)["bwe/high_log"].item() == pytest.approx(0.693, abs=0.01)
+
+
+def test_a_step_lowers_nothing_to_nan_and_logs_the_named_terms(config):
+    state = build_state(config, CPU)
+    gen = torch.Generator().manual_seed(1)
+    logs = g_step(state, 0.1 * torch.randn(2, 1, 1600, generator=gen), 0.1 * torch.randn(2, 1, 4800, generator=gen))
+    assert set(logs) == {"bwe/high_log", "bwe/high_sc", "bwe/high_compressed", "bwe/total", "bwe/grad_norm"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert state.step == 1
+
+
+def test_a_run_resumes_from_its_checkpoint_and_exports_weights(config, tmp_path):
+    run_dir = tmp_path / "run"
+    state = train(config, run_dir, CPU)
+    assert state.step == config.steps
+    payload = load_checkpoint(run_dir / "checkpoint.pt")
+    assert payload["step"] == 2 and (run_dir / "best.pt").is_file()
+    state = train(replace(config, steps=3), run_dir, CPU)
+    assert state.step == 3
+    toml = tmp_path / "c.toml"
+    toml.write_text((CONFIGS / "bwe_tiny.toml").read_text())
+    assert main(["--config", str(toml), "--run-dir", str(run_dir), "--export", str(tmp_path / "bwe.safetensors")]) == 0
+    info, model = load_model(tmp_path / "bwe.safetensors")
+    assert info.kind == "bandwidth_extension" and model.config == config.model
+    assert int(info.metadata["step"]) >= 2
