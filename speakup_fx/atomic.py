@@ -80,7 +80,8 @@ def _link_new(temporary: Path, path: Path) -> None:
         os.replace(temporary, path)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -96,7 +97,7 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
             match = _TEMP_NAME.match(entry.name)
-            if match and entry.is_file(follow_symlinks=False) and not _alive(int(match.group(1))):
+            if match and entry.is_file(follow_symlinks=False) and not process_alive(int(match.group(1))):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))

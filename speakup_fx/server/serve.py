@@ -15,6 +15,7 @@ from typing import IO
 import numpy as np
 
 from speakup_fx._native import BridgeError, BridgeSegment, bridge_runtime_dir, bridge_segment_prefix
+from speakup_fx.atomic import process_alive
 from speakup_fx.engine import Engine
 from speakup_fx.params import PARAMS, ChainOptions
 from speakup_fx.presets import list_presets, load_preset
@@ -146,14 +147,14 @@ class Server:
         names = {path.name for path in SHM_DIR.iterdir() if pattern.fullmatch(path.name)}
         for name in list(self.slots):
             slot = self.slots[name]
-            creator_alive = _process_exists(slot.segment.creator_pid)
+            creator_alive = process_alive(slot.segment.creator_pid)
             if name not in names or not creator_alive or slot.segment.broken:
                 if name in names and not creator_alive:
                     _unlink_quietly(name)
                 logger.info("slot %s closed", name)
                 del self.slots[name]
         for name in names - self.slots.keys():
-            if not _process_exists(int(name.split("-")[-2])):  # its instance died without cleaning up
+            if not process_alive(int(name.split("-")[-2])):  # its instance died without cleaning up
                 _unlink_quietly(name)
                 names.discard(name)
         self.refused &= names
@@ -216,16 +217,6 @@ def _unlink_quietly(name: str) -> None:
         (SHM_DIR / name).unlink()
     except FileNotFoundError:
         pass
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
