@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import time
-from collections import defaultdict
 
 import pytest
 from reference import AUDIO_S, ROUNDS, noisy_speech_material
-from test_runtime_bench import HOPS_PER_BLOCK, SAMPLE_RATE, one_thread_host  # noqa: F401 (a fixture)
+from test_runtime_bench import HOPS_PER_BLOCK, SAMPLE_RATE, one_thread_host, stage_seconds  # noqa: F401 (a fixture)
 
-from speakup_fx.stages.base import hop_frames
 
 TARGET_RATIO = 0.5
 """The stage's time over DFN3's on the same audio (the issue's bound)."""
@@ -43,25 +40,10 @@ def weights_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def chain_seconds(stages, audio) -> dict[str, float]:
-    """Seconds each stage spends on ``audio`` (at the first stage's rate) fed in blocks of ``HOPS_PER_BLOCK`` hops."""
-    for stage in stages:
-        stage.reset()
-    spent: dict[str, float] = defaultdict(float)
-    size = HOPS_PER_BLOCK * hop_frames(stages[0].input_sample_rate)
-    for start in range(0, audio.shape[1], size):
-        block = audio[:, start : start + size]
-        for index, stage in enumerate(stages):
-            began = time.perf_counter()
-            block = stage.process(block)
-            spent[f"{index}:{type(stage).__name__}"] += time.perf_counter() - began
-    return spent
-
-
 def median_rtf(benchmark, stages, audio) -> tuple[float, dict[str, float]]:
     """Median total and per-stage RTF over ``ROUNDS`` rounds after a warm-up."""
-    rounds = [chain_seconds(stages, audio) for _ in range(ROUNDS + 1)][1:]
-    benchmark.pedantic(chain_seconds, args=(stages, audio), rounds=1, iterations=1)
+    rounds = [stage_seconds(stages, audio) for _ in range(ROUNDS + 1)][1:]
+    benchmark.pedantic(stage_seconds, args=(stages, audio), rounds=1, iterations=1)
     per_stage = {name: statistics.median(r[name] for r in rounds) / AUDIO_S for name in rounds[0]}
     return statistics.median(sum(r.values()) for r in rounds) / AUDIO_S, per_stage
 

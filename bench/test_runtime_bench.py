@@ -40,11 +40,16 @@ def one_thread_host():
 
 
 def stage_seconds(stages, audio) -> dict[str, float]:
-    """Seconds each stage spends on ``audio`` fed in blocks of ``HOPS_PER_BLOCK`` hops (stages reset first)."""
+    """Seconds each stage spends on ``audio`` (at the first stage's rate) fed in blocks of ``HOPS_PER_BLOCK`` hops.
+
+    The stages are reset first.
+    """
+    from speakup_fx.stages.base import hop_frames
+
     for stage in stages:
         stage.reset()
     spent: dict[str, float] = defaultdict(float)
-    size = HOPS_PER_BLOCK * SAMPLE_RATE // 100
+    size = HOPS_PER_BLOCK * hop_frames(stages[0].input_sample_rate)
     for start in range(0, audio.shape[1], size):
         block = audio[:, start : start + size]
         for index, stage in enumerate(stages):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,8 @@ from speakup_fx.models.bwe import OUTPUT_SAMPLE_RATE, BandwidthExtender, Bandwid
 from speakup_fx.runtime.weights import save_weights
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
 from speakup_fx.train.config import from_dict, to_dict
-from speakup_fx.train.distributed import World, init_from_env, mean_across_ranks, shutdown, unwrap, wrap
+from speakup_fx.train.distributed import World, init_from_env, shutdown, unwrap, wrap
+from speakup_fx.train.loop import run_steps
 
 logger = logging.getLogger(__name__)
 
@@ -253,33 +253,10 @@ def train(config: BweConfig, run_dir: Path, world: World, max_steps: int | None 
     loader = DataLoader(training, batch_size=config.batch_size // world.world_size, sampler=sampler,
                         num_workers=config.data.workers, drop_last=True, persistent_workers=config.data.workers > 0)
     end = config.steps if max_steps is None else min(config.steps, state.step + max_steps)
-    last_checkpoint = last_snapshot = time.monotonic()
-    sums: dict[str, float] = {}
-    counted = 0
-    while state.step < end:
-        sampler.set_epoch(state.epoch)
-        for noisy, target in loader:
-            started = time.monotonic()
-            for k, v in g_step(state, noisy, target).items():
-                sums[k] = sums.get(k, 0.0) + v
-            sums["speed/step_s"] = sums.get("speed/step_s", 0.0) + time.monotonic() - started
-            counted += 1
-            if state.step % config.log_every == 0:
-                means = {k: mean_across_ranks(torch.tensor(v / counted), world).item() for k, v in sums.items()}
-                sums, counted = {}, 0
-                if writer is not None:
-                    for k, v in means.items():
-                        writer.add_scalar(k, v, state.step)
-                    logger.info("step %d %s", state.step, " ".join(f"{k}={v:.4f}" for k, v in sorted(means.items())))
-            now = time.monotonic()
-            done = state.step >= end
-            if world.is_main and (done or now - last_checkpoint >= config.checkpoint_every_s):
-                snapshot = now - last_snapshot >= config.snapshot_every_s
-                write_checkpoints(state, run_dir, writer, validation, snapshot)
-                last_checkpoint, last_snapshot = now, now if snapshot else last_snapshot
-            if done:
-                break
-        state.epoch += 1
+    run_steps(
+        state, loader, sampler, end, world, writer, config,
+        step=g_step, save=lambda snapshot: write_checkpoints(state, run_dir, writer, validation, snapshot),
+    )
     if writer is not None:
         writer.close()
     return state

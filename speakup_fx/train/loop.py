@@ -331,6 +331,25 @@ def _train(config: Config, run_dir: Path, world: World, max_steps: int | None, r
     end = sum((config.schedule.generator_steps, config.schedule.postnet_steps, config.schedule.adversarial_steps))
     if max_steps is not None:
         end = min(end, state.step + max_steps)
+    run_steps(
+        state, loader, sampler, end, world, writer, config,
+        step=train_step,
+        save=lambda snapshot: write_checkpoints(state, run_dir, writer, validation, snapshot),
+        describe=lambda step: f"({stage_of(config, step - 1)}) ",
+    )
+    if writer is not None:
+        writer.close()
+    return state
+
+
+def run_steps(state, loader, sampler, end: int, world: World, writer, config, step, save, describe=lambda step: "") -> None:
+    """The training loop's body, shared by every model's trainer: step until ``end``, log, checkpoint.
+
+    ``step(state, noisy, target) -> {name: value}`` runs one optimiser step and advances ``state.step``;
+    metrics are averaged over ``config.log_every`` steps and across ranks; ``save(snapshot)`` writes the
+    checkpoints on the main rank every ``config.checkpoint_every_s`` (and a numbered snapshot every
+    ``config.snapshot_every_s``) and at the end; ``describe(step)`` prefixes each log line's metrics.
+    """
     last_checkpoint = last_snapshot = time.monotonic()
     sums: dict[str, float] = {}
     counted = 0
@@ -338,7 +357,7 @@ def _train(config: Config, run_dir: Path, world: World, max_steps: int | None, r
         sampler.set_epoch(state.epoch)
         for noisy, target in loader:
             started = time.monotonic()
-            for k, v in train_step(state, noisy, target).items():
+            for k, v in step(state, noisy, target).items():
                 sums[k] = sums.get(k, 0.0) + v
             sums["speed/step_s"] = sums.get("speed/step_s", 0.0) + time.monotonic() - started
             counted += 1
@@ -348,16 +367,14 @@ def _train(config: Config, run_dir: Path, world: World, max_steps: int | None, r
                 if writer is not None:
                     for k, v in means.items():
                         writer.add_scalar(k, v, state.step)
-                    logger.info("step %d (%s) %s", state.step, stage_of(config, state.step - 1), " ".join(f"{k}={v:.4f}" for k, v in sorted(means.items())))
+                    logger.info("step %d %s%s", state.step, describe(state.step),
+                                " ".join(f"{k}={v:.4f}" for k, v in sorted(means.items())))
             now = time.monotonic()
             done = state.step >= end
             if world.is_main and (done or now - last_checkpoint >= config.checkpoint_every_s):
                 snapshot = now - last_snapshot >= config.snapshot_every_s
-                write_checkpoints(state, run_dir, writer, validation, snapshot)
+                save(snapshot)
                 last_checkpoint, last_snapshot = now, now if snapshot else last_snapshot
             if done:
                 break
         state.epoch += 1
-    if writer is not None:
-        writer.close()
-    return state
