@@ -74,14 +74,16 @@ class Automation:
                 f"which the chain of preset {preset_name!r} does not use"
             )
         known = ", ".join(f"CC {cc} -> {name}" for cc, name in sorted(midi_map.items())) or "none"
-        unmapped = sorted({(change.control, change.channel) for change in self.changes if change.control not in midi_map})
+        unmapped = sorted({(c.control, c.channel) for c in self.changes if c.control not in midi_map})
         warnings = [
             f"{self.source}: CC {control} on channel {channel + 1} is not in the MIDI map of preset {preset_name!r} "
             f"({known}); ignored"
             for control, channel in unmapped
         ]
         if not mapped:
-            raise AutomationError(f"{self.source}: none of its control changes is in the MIDI map of preset {preset_name!r} ({known})")
+            raise AutomationError(
+                f"{self.source}: none of its control changes is in the MIDI map of preset {preset_name!r} ({known})"
+            )
         return mapped, warnings
 
 
@@ -103,8 +105,12 @@ def read_automation(path: str | os.PathLike[str]) -> Automation:
     except FileNotFoundError:
         raise AutomationError(f"{source}: no such MIDI file") from None
     except OSError as error:
-        raise AutomationError(f"{source}: cannot read the MIDI file: {error.strerror or error}") from None
-    except (EOFError, ValueError, KeyError, IndexError, TypeError, ZeroDivisionError) as error:
+        if error.errno is not None:
+            raise AutomationError(f"{source}: cannot read the MIDI file: {error.strerror}") from None
+        raise AutomationError(f"{source}: not a valid standard MIDI file ({error})") from None  # mido's parse errors
+    except EOFError:
+        raise AutomationError(f"{source}: not a valid standard MIDI file (it ends in the middle of a track)") from None
+    except (ValueError, KeyError, IndexError, TypeError, ZeroDivisionError) as error:
         raise AutomationError(f"{source}: not a valid standard MIDI file ({type(error).__name__}: {error})") from None
     if not changes:
         raise AutomationError(f"{source}: the MIDI file holds no control changes")
@@ -130,7 +136,9 @@ def schedule(
 ) -> list[ScheduledChange]:
     """``mapped`` changes at ``sample_rate``, handed over ``delay_s(parameter)`` after their time; in handover order."""
     scheduled = [
-        ScheduledChange(change, round(change.time_s * sample_rate), round((change.time_s + delay_s(name)) * sample_rate))
+        ScheduledChange(
+            change, round(change.time_s * sample_rate), round((change.time_s + delay_s(name)) * sample_rate)
+        )
         for change, name in mapped
     ]
     return sorted(scheduled, key=lambda item: item.handover_frame)  # stable: the file's order at equal frames
@@ -165,7 +173,9 @@ class AutomationPlayer:
                 while upcoming is not None and upcoming.handover_frame <= position:
                     self._apply(upcoming.change)
                     upcoming = next(pending, None)
-                end = block.shape[1] if upcoming is None else min(block.shape[1], start + upcoming.handover_frame - position)
+                end = block.shape[1]
+                if upcoming is not None:
+                    end = min(end, start + upcoming.handover_frame - position)
                 yield block[:, start:end]
                 position += end - start
                 start = end

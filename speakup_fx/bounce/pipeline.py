@@ -250,7 +250,7 @@ def bounce_file(
 def automation_for(
     midi: str | os.PathLike[str] | Automation, effect: Effect, preset: Preset
 ) -> tuple[list[tuple[ControlChange, str]], list[str]]:
-    """``midi``'s changes mapped by ``effect``'s MIDI map (with their parameters) and warnings; see ``Automation.mapped``."""
+    """The changes of ``midi`` that the MIDI map of ``effect`` maps, with their parameters, and warnings."""
     automation = load_automation(midi)
     missing = [name for name in _AUTOMATABLE if not hasattr(effect, name)]
     if missing:
