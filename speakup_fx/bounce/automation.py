@@ -50,16 +50,22 @@ class ControlChange:
 
 
 @dataclass(frozen=True)
+class MappedAutomation:
+    """The changes of a MIDI file that a MIDI map maps, each with its parameter, and warnings about the rest."""
+
+    changes: tuple[tuple[ControlChange, str], ...]
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Automation:
     """The control changes of one MIDI file, in time order (``source`` names the file in messages)."""
 
     source: str
     changes: tuple[ControlChange, ...]
 
-    def mapped(
-        self, midi_map: Mapping[int, str], offered_params: Iterable[str], preset_name: str
-    ) -> tuple[list[tuple[ControlChange, str]], list[str]]:
-        """The changes ``midi_map`` maps, each with its parameter, and warnings for the controllers it does not.
+    def mapped(self, midi_map: Mapping[int, str], offered_params: Iterable[str], preset_name: str) -> MappedAutomation:
+        """The changes ``midi_map`` maps, each with its parameter, and a warning for each controller it does not.
 
         ``AutomationError`` when no change is mapped, or one drives a parameter outside ``offered_params``
         (the chain does not act on it).
@@ -84,7 +90,7 @@ class Automation:
             raise AutomationError(
                 f"{self.source}: none of its control changes is in the MIDI map of preset {preset_name!r} ({known})"
             )
-        return mapped, warnings
+        return MappedAutomation(tuple(mapped), tuple(warnings))
 
 
 def read_automation(path: str | os.PathLike[str]) -> Automation:

@@ -39,7 +39,7 @@ from speakup_fx.bounce.automation import (
     Automation,
     AutomationError,
     AutomationPlayer,
-    ControlChange,
+    MappedAutomation,
     load_automation,
     schedule,
 )
@@ -210,7 +210,8 @@ def bounce_file(
 
     Raises ``FileBounceError`` (nothing written; its message names the input and the cause),
     ``ValueError`` for bad settings (``AutomationError`` for a MIDI file that cannot automate this
-    preset's chain; checked before anything is written); an exception of the effect propagates (nothing written either).
+    preset's chain, checked before anything is written); an exception of the effect propagates
+    (nothing written either).
     """
     source, output = Path(input_path), Path(output_path)
     resolved = preset if isinstance(preset, Preset) else load_preset(preset)
@@ -231,7 +232,7 @@ def bounce_file(
     try:
         effect = effect if effect is not None else effect_for(resolved, device)
         automation = automation_for(midi, effect, resolved) if midi is not None else None
-        saved = {name: getattr(effect, name) for _, name in automation[0]} if automation else {}
+        saved = {name: getattr(effect, name) for _, name in automation.changes} if automation else {}
         try:
             _FileBounce(source, output, settings, result, effect, automation).run()
         finally:
@@ -247,13 +248,10 @@ def bounce_file(
     return result
 
 
-def automation_for(
-    midi: str | os.PathLike[str] | Automation, effect: Effect, preset: Preset
-) -> tuple[list[tuple[ControlChange, str]], list[str]]:
-    """The changes of ``midi`` that the MIDI map of ``effect`` maps, with their parameters, and warnings."""
+def automation_for(midi: str | os.PathLike[str] | Automation, effect: Effect, preset: Preset) -> MappedAutomation:
+    """``midi`` read if need be and checked against the MIDI map and chain of ``effect`` (``Automation.mapped``)."""
     automation = load_automation(midi)
-    missing = [name for name in _AUTOMATABLE if not hasattr(effect, name)]
-    if missing:
+    if not all(hasattr(effect, name) for name in _AUTOMATABLE):
         raise AutomationError(f"{automation.source}: effect {type(effect).__name__} takes no MIDI automation")
     return automation.mapped(effect.midi_map, effect.offered_params, preset.name)  # type: ignore[attr-defined]
 
@@ -281,7 +279,7 @@ class _FileBounce:
         settings: _Settings,
         result: BounceResult,
         effect: Effect,
-        automation: tuple[list[tuple[ControlChange, str]], list[str]] | None = None,
+        automation: MappedAutomation | None = None,
     ) -> None:
         self.source, self.output, self.settings, self.result, self.effect = source, output, settings, result, effect
         self.params = settings.preset.parameter_values()
@@ -290,7 +288,7 @@ class _FileBounce:
 
     def run(self) -> None:
         source, output, settings = self.source, self.output, self.settings
-        for warning in self.automation[1] if self.automation else ():
+        for warning in self.automation.warnings if self.automation else ():
             self._warn(f"{source}: {warning}")
         try:
             self.output_format = output_format_for(source, output)
@@ -417,7 +415,7 @@ class _FileBounce:
         """
         effect: Any = self.effect
         effect.prepare(self.input_rate, self.channels, effect_output_rate)  # this stream's engine gives the delays
-        scheduled = schedule(self.automation[0], effect.parameter_delay_s, self.input_rate)
+        scheduled = schedule(self.automation.changes, effect.parameter_delay_s, self.input_rate)
         self.player = AutomationPlayer(scheduled, lambda change: effect.handle_midi(change.message()))
         self.player.start()
         return self.player.blocks(decoded)

@@ -80,10 +80,11 @@ AUTOMATION = Automation(
 
 
 def test_mapped_changes_carry_their_parameter_and_unmapped_controllers_warn_with_their_channel() -> None:
-    mapped, warnings = AUTOMATION.mapped({11: "mix", 1: "denoise_amount"}, {"mix", "denoise_amount"}, "podcast")
-    assert [(change.time_s, name) for change, name in mapped] == [(0.0, "mix"), (1.0, "mix")]
-    assert len(warnings) == 1
-    assert "CC 7 on channel 4" in warnings[0] and "podcast" in warnings[0] and "a.mid" in warnings[0]
+    mapped = AUTOMATION.mapped({11: "mix", 1: "denoise_amount"}, {"mix", "denoise_amount"}, "podcast")
+    assert [(change.time_s, name) for change, name in mapped.changes] == [(0.0, "mix"), (1.0, "mix")]
+    assert len(mapped.warnings) == 1
+    warning = mapped.warnings[0]
+    assert "CC 7 on channel 4" in warning and "podcast" in warning and "a.mid" in warning
 
 
 def test_a_file_without_any_mapped_controller_is_an_error() -> None:
