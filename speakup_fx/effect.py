@@ -225,6 +225,19 @@ class SpeakUp:
                 self._engine_for(1, ENGINE_SAMPLE_RATE)
             return self._engine.latency_samples
 
+    def parameter_delay_s(self, name: str) -> float:
+        """Seconds between the input and where parameter ``name`` acts in the stream last processed or prepared.
+
+        A change made when the input has reached time ``t`` is heard at ``t - delay`` in the
+        latency-aligned output (see ``Engine.param_delay_s``); offline automation makes it that much
+        earlier to land on time.
+        """
+        if name not in PARAM_SPECS:
+            raise ValueError(f"{name}: not a parameter (known: {', '.join(PARAM_SPECS)})")
+        with self._lock:
+            engine = self._engine if self._engine is not None else self._engine_for(1, ENGINE_SAMPLE_RATE)
+            return engine.param_delay_s(name)
+
     def prepare(self, sample_rate: float, channels: int, output_sample_rate: float | None = None) -> int:
         """Allocate everything for a stream of ``channels`` at ``sample_rate`` (loads the model, if any) before audio.
 
@@ -304,7 +317,7 @@ class SpeakUp:
     __call__ = process
 
     def reset(self) -> None:
-        """Clear all streaming state; the next call starts a new stream."""
+        """Clear all streaming state; the next call starts a new stream at the current parameter values (no glide)."""
         with self._lock:
             self._reset()
 
@@ -328,6 +341,7 @@ class SpeakUp:
 
     def _reset(self) -> None:
         if self._engine is not None:
+            self._send_pending(self._engine)  # a reset engine starts at its parameters' targets
             self._engine.reset()
         self._streaming = False
 

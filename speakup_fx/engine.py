@@ -150,6 +150,22 @@ class Engine:
         """The parameters this chain acts on: its stages' and the engine's own ``mix``."""
         return frozenset({"mix", *(name for stage in self._stages for name in stage.uses)})
 
+    def param_delay_s(self, name: str) -> float:
+        """Seconds of audio between the input and where ``name`` acts (0 for one no stage uses).
+
+        A change made once the input has reached time ``t`` acts on the audio of time ``t - delay``
+        (to the hop): the delay is the latency of the stages before the first one using ``name``,
+        and all of ``latency_samples`` for ``mix``, which the engine applies at its output.
+        """
+        if name == "mix":
+            return self.latency_samples / self.output_sample_rate
+        delay_s = Fraction(0)
+        for stage in self._stages:
+            if name in stage.uses:
+                return float(delay_s)
+            delay_s += Fraction(stage.latency_samples, stage.output_sample_rate)
+        return 0.0
+
     def set_params(self, params: Mapping[str, float]) -> None:
         """Take new values for some parameters; they apply smoothly from the next block."""
         changed = validated_params(params)

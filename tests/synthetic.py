@@ -175,3 +175,14 @@ def write_tiny_actors(folder, actors=(1, 2, 21, 22), files: int = 2, duration_s:
             audio = noisy_speech(duration_s, 48_000, 1, seed=10 * actor + i)[0]
             sf.write(folder / f"actor{actor:02d}" / f"clip{i}.flac", audio, 48_000)
     return folder
+
+
+def write_midi(path, tracks, ticks_per_beat: int = 480, midi_type: int = 1):
+    """A standard MIDI file at ``path`` from ``tracks``: lists of mido messages whose ``time`` is in ticks since the last."""
+    import mido
+
+    midi_file = mido.MidiFile(type=midi_type, ticks_per_beat=ticks_per_beat)
+    for messages in tracks:
+        midi_file.tracks.append(mido.MidiTrack(messages))
+    midi_file.save(path)
+    return path

@@ -4,6 +4,8 @@
   model server call.
 - ``batch``: files and folders (``bounce``): outputs planned and mirrored, one effect for all,
   every file's outcome.
+- ``automation``: MIDI automation (``read_automation`` parses a file once; ``bounce_file(midi=...)``
+  applies it).
 - ``progress``: the one progress reporter (a bar on a terminal, periodic log lines otherwise).
 - ``cli``: the ``speakup bounce`` command (options, signals, exit codes).
 """

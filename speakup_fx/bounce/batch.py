@@ -12,11 +12,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from speakup_fx.bounce.automation import Automation, load_automation
 from speakup_fx.bounce.pipeline import (
     DEFAULT_PRESET,
     BounceResult,
     Effect,
     FileBounceError,
+    automation_for,
     bounce_file,
     check_settings,
     effect_for,
@@ -64,6 +66,7 @@ def bounce(
     device: str | None = None,
     effect: Effect | None = None,
     progress: ProgressCallback | None = None,
+    midi: str | os.PathLike[str] | Automation | None = None,
 ) -> list[BounceResult]:
     """Enhance audio/video files and folders with a preset; returns one ``BounceResult`` per file.
 
@@ -75,6 +78,7 @@ def bounce(
     audio becomes wav); a video input keeps its container, video copied.
     ``overrides``: parameter or option values on top of the preset. ``report``:
     a PNG path (one input) or a folder (several) for before/after reports.
+    ``midi``: a MIDI file automating every file (read and checked once, before any file).
     The other options are ``bounce_file``'s.
 
     Raises ``BounceError``: before touching any file for bad arguments
@@ -90,6 +94,9 @@ def bounce(
         check_settings(bit_depth, sample_rate)
         if effect is None:
             effect = effect_for(resolved, device)
+        if midi is not None:
+            midi = load_automation(midi)
+            automation_for(midi, effect, resolved)  # its errors before any file; its warnings come with each file
     except ValueError as error:
         raise BounceError(str(error)) from None
     jobs, failures = _plan(input_paths, Path(output), output_format, Path(report) if report is not None else None)
@@ -108,6 +115,7 @@ def bounce(
                 effect=effect,
                 protected=protected,
                 progress=progress,
+                midi=midi,
             )
         )
     failed = [result for result in results if not result.ok]

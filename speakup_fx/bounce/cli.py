@@ -61,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fail on a truncated input (shorter than its header declares) instead of bouncing it with a warning",
     )
     parser.add_argument("--report", help="before/after spectrograms and loudness: a .png (one input) or a folder")
+    parser.add_argument(
+        "--midi",
+        metavar="FILE.mid",
+        help="standard MIDI file whose control changes drive the preset's [midi] map at their times (every input)",
+    )
     parser.add_argument("--device", help="torch device for the neural engine, e.g. cpu or cuda:0 (default: automatic)")
 
 
@@ -88,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
                 report=args.report,
                 device=args.device,
                 progress=progress,
+                midi=args.midi,
             )
     except (Interrupted, KeyboardInterrupt) as stop:
         signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT

@@ -7,6 +7,8 @@ its chain's limiter off, and a second pass applies the gain that meets ``target_
 the one true-peak limiter (``limiter_ceiling_dbtp``, at the output's rate): pass 1 writes the
 enhanced audio to a temporary float file while it is measured, pass 2 writes the output (if
 limiting leaves it off target, measure-only passes search the gain and it is written again).
+With ``midi``, the control changes of a MIDI file drive the preset's mapped parameters during the
+enhancement pass only (``bounce.automation``); the loudness pass works on its result.
 
 The output is written through ``atomic_write`` (nothing is left behind on failure or interrupt,
 and temporary files of killed runs are removed by the next one); inputs are never opened for
@@ -26,13 +28,21 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import av
 import numpy as np
 import soundfile
 
 from speakup_fx.atomic import OutputExistsError, atomic_write, remove_stale_temporaries, temporary_name
+from speakup_fx.bounce.automation import (
+    Automation,
+    AutomationError,
+    AutomationPlayer,
+    MappedAutomation,
+    load_automation,
+    schedule,
+)
 from speakup_fx.bounce.progress import ProgressCallback
 from speakup_fx.dsp.latency import aligned_blocks
 from speakup_fx.dsp.resample import StreamingResampler, check_sample_rate
@@ -84,6 +94,10 @@ class Effect(Protocol):
     ) -> np.ndarray: ...
 
     def reset(self) -> None: ...
+
+
+_AUTOMATABLE = ("handle_midi", "midi_map", "offered_params", "parameter_delay_s", "prepare")
+"""What MIDI automation needs of an effect besides ``Effect`` (``SpeakUp`` has it)."""
 
 
 class FileBounceError(ValueError):
@@ -178,6 +192,7 @@ def bounce_file(
     device: str | None = None,
     protected: Collection[tuple[int, int]] = (),
     progress: ProgressCallback | None = None,
+    midi: str | os.PathLike[str] | Automation | None = None,
 ) -> BounceResult:
     """Enhance one audio or video file into ``output_path``; returns its ``BounceResult`` (figures measured on the way).
 
@@ -189,10 +204,14 @@ def bounce_file(
     bounced with a warning. ``report``: a PNG of before/after. ``effect``: use this effect
     (reset before use) instead of ``effect_for(preset, device)``; the preset still decides the
     loudness pass and its limiter. ``protected``: ``file_id``s no output may replace (the input's
-    own is always protected). ``progress``: see ``ProgressCallback``.
+    own is always protected). ``progress``: see ``ProgressCallback``. ``midi``: a standard MIDI
+    file (or an ``Automation`` from ``read_automation``) whose control changes set the parameters
+    of the preset's MIDI map at their times on the input's timeline (``bounce.automation``).
 
     Raises ``FileBounceError`` (nothing written; its message names the input and the cause),
-    ``ValueError`` for bad settings; an exception of the effect propagates (nothing written either).
+    ``ValueError`` for bad settings (``AutomationError`` for a MIDI file that cannot automate this
+    preset's chain, checked before anything is written); an exception of the effect propagates
+    (nothing written either).
     """
     source, output = Path(input_path), Path(output_path)
     resolved = preset if isinstance(preset, Preset) else load_preset(preset)
@@ -212,7 +231,13 @@ def bounce_file(
     started = time.perf_counter()
     try:
         effect = effect if effect is not None else effect_for(resolved, device)
-        _FileBounce(source, output, settings, result, effect).run()
+        automation = automation_for(midi, effect, resolved) if midi is not None else None
+        saved = {name: getattr(effect, name) for _, name in automation.changes} if automation else {}
+        try:
+            _FileBounce(source, output, settings, result, effect, automation).run()
+        finally:
+            for name, value in saved.items():  # the effect may serve the next file
+                setattr(effect, name, value)
     except MediaError as error:
         raise FileBounceError(str(error), bad_input=True) from None
     finally:
@@ -221,6 +246,14 @@ def bounce_file(
     elapsed_s = time.perf_counter() - started
     result.realtime_factor = elapsed_s / result.duration_s if result.duration_s else None
     return result
+
+
+def automation_for(midi: str | os.PathLike[str] | Automation, effect: Effect, preset: Preset) -> MappedAutomation:
+    """``midi`` read if need be and checked against the MIDI map and chain of ``effect`` (``Automation.mapped``)."""
+    automation = load_automation(midi)
+    if not all(hasattr(effect, name) for name in _AUTOMATABLE):
+        raise AutomationError(f"{automation.source}: effect {type(effect).__name__} takes no MIDI automation")
+    return automation.mapped(effect.midi_map, effect.offered_params, preset.name)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -240,13 +273,23 @@ class _FileBounce:
     """One file: decode -> effect (latency removed) -> resample -> [loudness gain, limiter] -> temporary -> rename."""
 
     def __init__(
-        self, source: Path, output: Path, settings: _Settings, result: BounceResult, effect: Effect
+        self,
+        source: Path,
+        output: Path,
+        settings: _Settings,
+        result: BounceResult,
+        effect: Effect,
+        automation: MappedAutomation | None = None,
     ) -> None:
         self.source, self.output, self.settings, self.result, self.effect = source, output, settings, result, effect
         self.params = settings.preset.parameter_values()
+        self.automation = automation
+        self.player: AutomationPlayer | None = None
 
     def run(self) -> None:
         source, output, settings = self.source, self.output, self.settings
+        for warning in self.automation.warnings if self.automation else ():
+            self._warn(f"{source}: {warning}")
         try:
             self.output_format = output_format_for(source, output)
         except ValueError as error:
@@ -273,6 +316,12 @@ class _FileBounce:
                         self._check_length()
         result = self.result
         result.duration_s = before.frames / self.input_rate
+        if self.player is not None and self.player.late:
+            first = self.player.late[0]
+            self._warn(
+                f"{source}: {len(self.player.late)} control change(s) from {first.time_s:.3f} s on come after the "
+                f"end of the audio ({result.duration_s:.3f} s); ignored"
+            )
         result.input_lufs, result.input_true_peak_dbtp = before.integrated_lufs(), before.true_peak_dbtp()
         result.output_lufs, result.output_true_peak_dbtp = after.integrated_lufs(), after.true_peak_dbtp()
         if result.clipped_samples:
@@ -334,8 +383,11 @@ class _FileBounce:
         """The effect's output at the output rate, aligned with the input and as long; ``before`` sees the input."""
         rate, channels, effect = self.input_rate, self.channels, self.effect
         decoded = _observed(self.reader.blocks(BLOCK_FRAMES), before.add, self._progress("enhance", rate))
+        converts = getattr(effect, "converts_sample_rate", False)  # SpeakUp resamples once, inside its engine
+        if self.automation is not None:
+            decoded = self._automated(decoded, self.output_rate if converts else rate)
         effect.reset()
-        if getattr(effect, "converts_sample_rate", False):  # SpeakUp resamples once, inside its engine
+        if converts:
             output_rate = self.output_rate
             enhanced = aligned_blocks(
                 lambda block: effect.process(
@@ -355,6 +407,18 @@ class _FileBounce:
         )
         checked = self._checked(enhanced, rate)
         return _resampled(checked, rate, self.output_rate, channels) if self.output_rate != rate else checked
+
+    def _automated(self, decoded: Iterable[np.ndarray], effect_output_rate: int) -> Iterator[np.ndarray]:
+        """``decoded`` split where the MIDI changes are handed to the effect; the changes at time 0 are made now.
+
+        Call before the effect's reset, which starts the stream at those values.
+        """
+        effect: Any = self.effect
+        effect.prepare(self.input_rate, self.channels, effect_output_rate)  # this stream's engine gives the delays
+        scheduled = schedule(self.automation.changes, effect.parameter_delay_s, self.input_rate)
+        self.player = AutomationPlayer(scheduled, lambda change: effect.handle_midi(change.message()))
+        self.player.start()
+        return self.player.blocks(decoded)
 
     def _checked(self, blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[np.ndarray]:
         """``blocks`` of the effect's output, each checked to be audio (a broken model or effect fails here)."""

@@ -231,6 +231,18 @@ def test_a_parameter_change_reaches_the_engine_at_the_next_block() -> None:
     assert out[0, 0] == pytest.approx(0.1, rel=1e-5)  # still the previous block's audio, delayed
 
 
+def test_a_new_stream_starts_at_the_parameters_set_before_it_without_a_glide() -> None:
+    effect = SpeakUp(output_gain_db=6.0)
+    audio = noise(0.1, 48000)
+    effect(audio, 48000)
+    effect.mix = 0.0
+    np.testing.assert_allclose(effect(audio, 48000), audio, rtol=0, atol=1e-7)  # all dry from the first frame
+    effect.mix = 1.0
+    effect.reset()
+    out = effect(audio, 48000, reset=False)[:, effect.latency_samples :]
+    np.testing.assert_allclose(out, audio[:, : out.shape[1]] * 10 ** (6 / 20), rtol=1e-5)
+
+
 def test_overrides_may_be_parameters_or_chain_options() -> None:
     effect = SpeakUp(engine="classic", highpass=False, denoise_amount=0.3)
     assert effect.options == ChainOptions(highpass=False)
