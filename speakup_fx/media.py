@@ -40,6 +40,8 @@ DECLARED_LENGTH_TOLERANCE_S = 0.1
 _SOUNDFILE_SUFFIXES = (".wav", ".flac")
 _PCM_SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
 _WAV_LIMIT_BYTES = 4_000_000_000
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050
+"""libsndfile's command (sndfile.h) that turns the PEAK chunk of float files on or off."""
 _VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 _LAYOUTS = {1: "mono", 2: "stereo"}
 
@@ -377,6 +379,8 @@ class AudioWriter:
             self._soundfile = soundfile.SoundFile(
                 path, "w", samplerate=sample_rate, channels=channels, format=container, subtype=_PCM_SUBTYPES[bit_depth]
             )
+            # libsndfile stamps a float file's PEAK chunk with the wall clock: without it, the same audio gives the same bytes
+            soundfile._snd.sf_command(self._soundfile._file, _SFC_SET_ADD_PEAK_CHUNK, soundfile._ffi.NULL, 0)
 
     @property
     def clipped_samples(self) -> int:

@@ -154,6 +154,14 @@ def test_bit_depth_sets_the_wav_sample_format(tmp_path, bit_depth, subtype):
     assert soundfile.info(tmp_path / "out.wav").subtype == subtype
 
 
+def test_float_wav_has_no_time_stamped_peak_chunk(tmp_path):
+    # libsndfile's PEAK chunk carries the wall clock; without it the same bounce gives the same bytes
+    source = encode(tmp_path / "in.wav", speech(0.5), RATE)
+    bounce(source, tmp_path / "out.wav", overrides=NO_LOUDNESS, bit_depth="32f", effect=DelayEffect())
+    assert b"PEAK" not in (tmp_path / "out.wav").read_bytes()
+    assert soundfile.read(tmp_path / "out.wav")[0].size > 0
+
+
 def test_flac_refuses_float_samples_before_writing(tmp_path):
     source = encode(tmp_path / "in.wav", speech(0.5), RATE)
     with pytest.raises(BounceError, match="FLAC has no 32-bit float"):
