@@ -35,6 +35,7 @@ class DataConfig:
     workers: int = field(default=1, metadata={"help": "DataLoader worker processes per rank"})
     validation_examples: int = field(default=32, metadata={"help": "fixed degraded examples scored at each checkpoint"})
     targets: tuple[str, ...] = field(default=("dry",), metadata={"help": "target of each generator output: 'dry', 'reverberant' or 'early'"})
+    min_clean_dnsmos_bak: float = field(default=0.0, metadata={"help": "train only on speech files whose DNSMOS BAK (1-5, no reference) is at least this (validation files are kept); 0: keep all"})
 
     def __post_init__(self) -> None:
         unknown = set(self.targets) - set(TARGETS)

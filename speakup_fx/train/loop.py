@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from speakup_fx.data.corpus import load_noises, load_real_rirs, simulated_rooms_cached, train_rows
 from speakup_fx.data.dataset import VALIDATION_EPOCH, DegradedSpeech, EpochSampler, is_validation_file
 from speakup_fx.data.degrade import DegradeConfig, Degrader
+from speakup_fx.data.quality import keep_clean
 from speakup_fx.models.dfnet import DFNet
 from speakup_fx.models.discriminators import Discriminators
 from speakup_fx.models.paper import PaperGenerator
@@ -244,9 +245,15 @@ def build_degrader(config: Config, degrade: DegradeConfig | None = None) -> Degr
 
 
 def split_speech(config: Config) -> tuple[list, list]:
-    """Training and held-out (validation) speech files at the training rate."""
+    """Training speech files that pass the clean-speech filter, and held-out (validation) files, at the training rate.
+
+    Validation files are not filtered, so validation scores stay comparable across filter settings.
+    """
     speech = [r for r in train_rows(config.data.data_dir, "speech") if r.sample_rate == config.degrade.sample_rate]
-    return [r for r in speech if not is_validation_file(r.path)], [r for r in speech if is_validation_file(r.path)]
+    training = keep_clean([r for r in speech if not is_validation_file(r.path)], config.data.cache_dir, config.data.min_clean_dnsmos_bak)
+    if not training:
+        raise ValueError(f"data.min_clean_dnsmos_bak = {config.data.min_clean_dnsmos_bak}: no training speech file scores that high")
+    return training, [r for r in speech if is_validation_file(r.path)]
 
 
 def build_datasets(config: Config) -> tuple[DegradedSpeech, DegradedSpeech]:

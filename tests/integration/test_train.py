@@ -8,11 +8,12 @@ import synthetic
 import torch
 
 from speakup_fx.cli import main
+from speakup_fx.data.quality import clean_speech_scores
 from speakup_fx.runtime.host import ModelHost
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
 from speakup_fx.train.config import Config, from_dict, load_config
 from speakup_fx.train.distributed import World
-from speakup_fx.train.loop import build_state, checkpoint_payload, lr_factor, restore, stage_of, train, train_step
+from speakup_fx.train.loop import build_state, checkpoint_payload, lr_factor, restore, split_speech, stage_of, train, train_step
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 CPU = World(0, 1, torch.device("cpu"))
@@ -221,3 +222,15 @@ def test_targets_must_match_the_generators_outputs(config):
         from_dict(Config, {"data": {"targets": ["wet"]}})
     with pytest.raises(ValueError, match="schedule.adversarial_steps"):
         build_state(replace(dfnet_config(config), schedule=config.schedule), CPU)
+
+
+def test_the_clean_speech_filter_drops_training_files_only(config):
+    training, held_out = split_speech(config)
+    scores = sorted(s["bak"] for s in clean_speech_scores(training, config.data.cache_dir).values())
+    threshold = (scores[0] + scores[-1]) / 2
+    assert scores[0] < scores[-1]
+    filtered = replace(config, data=replace(config.data, min_clean_dnsmos_bak=threshold))
+    kept, kept_held_out = split_speech(filtered)
+    assert 0 < len(kept) < len(training) and kept_held_out == held_out
+    with pytest.raises(ValueError, match="min_clean_dnsmos_bak"):
+        split_speech(replace(config, data=replace(config.data, min_clean_dnsmos_bak=5.0)))

@@ -1,0 +1,63 @@
+"""The clean-speech filter: DNSMOS BAK drops noisy "clean" files, scores are cached and refreshed on change."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import synthetic
+
+from speakup_fx.data import quality
+from speakup_fx.data.corpus import ManifestRow
+
+RATE = 16_000
+
+
+def row(path):
+    return ManifestRow("train", "speech", "synthetic", path, sf.info(path).duration, RATE, "CC0")
+
+
+@pytest.fixture
+def rows(tmp_path):
+    speech = synthetic.speech_like(3.0, RATE, seed=1)[0]
+    noisy = speech + synthetic.noise(3.0, RATE, level_db=-12.0, seed=2)[0]
+    paths = []
+    for name, audio in (("clean", speech), ("noisy", noisy)):
+        paths.append(tmp_path / f"{name}.flac")
+        sf.write(paths[-1], audio, RATE, subtype="PCM_16")
+    return [row(p) for p in paths]
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    calls = []
+    score = quality.metrics.dnsmos
+
+    def dnsmos(audio, sample_rate):
+        calls.append(audio.size)
+        return score(audio, sample_rate)
+
+    monkeypatch.setattr(quality.metrics, "dnsmos", dnsmos)
+    return calls
+
+
+def test_the_filter_keeps_the_file_without_background_noise(rows, tmp_path):
+    scores = quality.clean_speech_scores(rows, tmp_path / "cache")
+    clean, noisy = (scores[r.path]["bak"] for r in rows)
+    assert clean > noisy + 0.5
+    threshold = (clean + noisy) / 2
+    assert quality.keep_clean(rows, tmp_path / "cache", threshold) == rows[:1]
+    assert quality.keep_clean(rows, tmp_path / "cache", 0.0) == rows
+
+
+def test_scores_are_cached_and_a_changed_file_is_scored_again(rows, tmp_path, counted):
+    first = quality.clean_speech_scores(rows, tmp_path / "cache")
+    assert len(counted) == 2
+    assert quality.clean_speech_scores(rows, tmp_path / "cache") == first
+    assert len(counted) == 2
+    sf.write(rows[1].path, np.zeros(RATE, np.float32), RATE, subtype="PCM_16")
+    quality.clean_speech_scores(rows, tmp_path / "cache")
+    assert len(counted) == 3
+
+
+def test_a_zero_threshold_scores_nothing(rows, tmp_path, counted):
+    assert quality.keep_clean(rows, tmp_path / "cache", 0.0) == rows
+    assert counted == [] and not (tmp_path / "cache").exists()
