@@ -19,6 +19,7 @@ from speakup_fx.atomic import process_alive
 from speakup_fx.engine import Engine
 from speakup_fx.params import PARAMS, ChainOptions
 from speakup_fx.presets import list_presets, load_preset
+from speakup_fx.runtime.batching import run_batched
 from speakup_fx.runtime.host import ModelHost
 from speakup_fx.stages.chain import build_chain
 
@@ -91,7 +92,8 @@ def params_of(segment: BridgeSegment) -> tuple[dict[str, float], int]:
 class Server:
     """Attaches to every bridge segment of this user and streams each through its own engine.
 
-    Every engine takes its model streams from the server's one ``ModelHost`` (models load once).
+    Every engine takes its model streams from the server's one ``ModelHost`` (models load once),
+    and the model calls of all slots step together (see ``step``).
     """
 
     def __init__(self, idle_exit_s: float, device: str = "auto") -> None:
@@ -161,31 +163,50 @@ class Server:
         for name in sorted(names - self.slots.keys() - self.refused):
             self.open_slot(name)
 
-    def step(self, slot: Slot) -> bool:
-        """Move what is ready through the slot's engine; True if anything moved."""
+    def step(self) -> bool:
+        """Move what is ready in every slot through its engine; True if anything moved.
+
+        The engines run side by side (``run_batched``): each round steps the model calls of all
+        slots that have a whole hop ready as one batch; a slot with less than a hop waits for no one.
+        """
+        moved = False
+        ready: list[tuple[Slot, np.ndarray]] = []
+        for slot in list(self.slots.values()):
+            slot.segment.beat_server()
+            if not self._take_changes(slot):
+                moved = True
+                continue
+            segment = slot.segment
+            frames = min(segment.input.available(), segment.output.space())
+            if frames:
+                view = slot.block[:, :frames]
+                segment.input.read_into(view)
+                ready.append((slot, view))
+        outputs = run_batched([slot.engine.steps(view) for slot, view in ready])
+        for (slot, _), output in zip(ready, outputs, strict=True):
+            slot.segment.output.write(np.ascontiguousarray(output, dtype=np.float32))
+            slot.segment.wake_client()
+        return moved or bool(ready)
+
+    def _take_changes(self, slot: Slot) -> bool:
+        """Apply the slot's new parameters; False if it had to restart (new program or a corrupt ring)."""
         segment = slot.segment
         if segment.params_generation != slot.params_generation:
             slot.params_generation = segment.params_generation
             params, program = params_of(segment)
             if program != slot.program_index:  # new chain options: a new stream (the plugin crossfades)
-                return self._restart(slot)
+                self._restart(slot)
+                return False
             slot.engine.set_params(params)
         if segment.input.corrupt or segment.output.corrupt:
-            return self._restart(slot)
-        frames = min(segment.input.available(), segment.output.space())
-        if frames == 0:
+            self._restart(slot)
             return False
-        view = slot.block[:, :frames]
-        segment.input.read_into(view)
-        segment.output.write(np.ascontiguousarray(slot.engine.process(view), dtype=np.float32))
-        segment.wake_client()
         return True
 
-    def _restart(self, slot: Slot) -> bool:
+    def _restart(self, slot: Slot) -> None:
         name = slot.segment.name
         del self.slots[name]
         _unlink_quietly(name)  # the plugin sees its segment gone and opens a new one
-        return True
 
     def run(self) -> int:
         last_scan = 0.0
@@ -200,11 +221,7 @@ class Server:
             elif now - idle_since > self.idle_exit_s:
                 logger.info("no plugin instance for %.0f s: exiting", self.idle_exit_s)
                 return 0
-            moved = False
-            for slot in list(self.slots.values()):
-                slot.segment.beat_server()
-                moved |= self.step(slot)
-            if not moved:
+            if not self.step():
                 first = next(iter(self.slots.values()), None)
                 if first is None:
                     time.sleep(SCAN_INTERVAL_S)
