@@ -96,9 +96,9 @@ class Server:
     and the model calls of all slots step together (see ``step``).
     """
 
-    def __init__(self, idle_exit_s: float, device: str = "auto") -> None:
+    def __init__(self, idle_exit_s: float, device: str = "auto", threads: int | None = None) -> None:
         self.idle_exit_s = idle_exit_s
-        self.host = ModelHost(device)
+        self.host = ModelHost(device, num_threads=threads)
         self.slots: dict[str, Slot] = {}
         self.refused: set[str] = set()
         self.presets = list_presets()
@@ -236,9 +236,21 @@ def _unlink_quietly(name: str) -> None:
         pass
 
 
+def _thread_count(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return count
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-exit-s", type=float, default=30.0, help="exit after this long without instances")
     parser.add_argument("--device", default="auto", help="where models run: auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument(
+        "--threads", type=_thread_count, default=1,
+        help="torch's intra-op threads (default: 1; more threads spin against the host's audio threads, and the "
+             "slots already share one batch)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -247,4 +259,4 @@ def run(args: argparse.Namespace) -> int:
         logger.info("a SpeakUp server already runs for this user")
         return 0
     with lock:
-        return Server(args.idle_exit_s, args.device).run()
+        return Server(args.idle_exit_s, args.device, args.threads).run()
