@@ -6,6 +6,7 @@ Batched and alone differ only by the batch's floating-point rounding (other BLAS
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import numpy as np
@@ -15,7 +16,7 @@ from synthetic import noisy_speech
 from speakup_fx._native import BridgeSegment, bridge_segment_prefix
 from speakup_fx.params import PARAMS, default_params
 from speakup_fx.presets import list_presets, load_preset
-from speakup_fx.server.serve import Server
+from speakup_fx.server.serve import Server, add_arguments
 
 SAMPLE_RATE = 48000
 BLOCK_FRAMES = 512
@@ -120,3 +121,13 @@ def test_a_slot_without_a_whole_hop_never_delays_another(runtime, monkeypatch):
     assert slow.shape[1] == len(trickle)
     assert all(len(sizes) <= 1 for sizes in batches)
     assert [1] in batches  # iterations where only the full slot had a hop ready stepped it alone
+
+
+def test_the_server_runs_torch_on_one_thread_unless_told_otherwise(capsys):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).threads == 1
+    assert parser.parse_args(["--threads", "4"]).threads == 4
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--threads", "0"])
+    assert "--threads: expected a whole number >= 1, got 0" in capsys.readouterr().err
