@@ -3,9 +3,10 @@
 Concurrent instances: one ``speakup serve`` process (CPU) serves N simulated plugin instances:
 bridge segments made as the plugin makes them (preset ``restore``: the neural engine; stereo,
 48 kHz), each fed one 512-frame block per period (10.7 ms) at real-time pacing by this process.
-A block's round trip runs from its write to the moment its last frame is back. N grows until
-the p99 round trip exceeds the block period or a block misses the plugin's bridge budget
-(``kBridgeBlockFrames``: the plugin would play that block dry, a dropout). The client is Python
+A block's round trip runs from its write to the moment its last frame is back. N grows until a
+block misses the plugin's bridge budget (``kBridgeBlockFrames``: the plugin would play that block
+dry, a dropout); reported: the most instances with the p99 round trip within the block period
+and no dropout, and the most with no dropout (the plugin's bridge block absorbs the rest). The client is Python
 on the same CPU, so its own work is part of the figures; the machine's other load is too.
 
 Cost per call: ``pedalboard`` calls the installed SpeakUp.vst3 (offline, so it waits for the
@@ -167,18 +168,23 @@ def test_concurrent_real_time_instances_one_server_sustains(benchmark, server):
         rows.clear()
         for count in COUNTS:
             rows.append(serve_instances(count, blocks, first_index=sum(r["instances"] for r in rows)))
-            if rows[-1]["p99_ms"] > PERIOD_S * 1e3 or rows[-1]["dropouts"]:
+            if rows[-1]["dropouts"]:
                 return
 
     benchmark.pedantic(sweep, rounds=1, iterations=1)
     sustained = max((int(r["instances"]) for r in rows if r["p99_ms"] <= PERIOD_S * 1e3 and not r["dropouts"]), default=0)
-    benchmark.extra_info.update(sustained_instances=sustained, sweep=rows, period_ms=PERIOD_S * 1e3, cpus=os.cpu_count())
+    without_dropouts = max((int(r["instances"]) for r in rows if not r["dropouts"]), default=0)
+    benchmark.extra_info.update(
+        sustained_instances=sustained, instances_without_dropouts=without_dropouts, sweep=rows,
+        period_ms=PERIOD_S * 1e3, cpus=os.cpu_count(),
+    )  # fmt: skip
     print(f"\n{PRESET} (neural), {SAMPLE_RATE} Hz stereo, {BLOCK_FRAMES}-frame blocks (period {PERIOD_S * 1e3:.2f} ms), "
           f"{os.cpu_count()} CPUs:")
     for r in rows:
         print(f"  {r['instances']:>3} instances: round trip median {r['median_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
               f"max {r['max_ms']:.2f} ms, dropouts {r['dropouts']}")
-    print(f"  sustained: {sustained} instance(s)")
+    print(f"  sustained (p99 within the period, no dropout): {sustained} instance(s); "
+          f"without dropouts: {without_dropouts} instance(s)")
     assert rows and all(np.isfinite(r["p99_ms"]) and r["median_ms"] > 0 for r in rows)
     assert "slot " in server.read_text()  # the server really served the instances
 

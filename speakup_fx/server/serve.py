@@ -221,12 +221,13 @@ class Server:
             elif now - idle_since > self.idle_exit_s:
                 logger.info("no plugin instance for %.0f s: exiting", self.idle_exit_s)
                 return 0
+            first = next(iter(self.slots.values()), None)
+            seen = first.segment.server_wake_count if first is not None else 0  # before looking: no wake-up is lost
             if not self.step():
-                first = next(iter(self.slots.values()), None)
                 if first is None:
                     time.sleep(SCAN_INTERVAL_S)
                 else:
-                    first.segment.wait_server(first.segment.server_wake_count, IDLE_WAIT_S)
+                    first.segment.wait_server(seen, IDLE_WAIT_S)
 
 
 def _unlink_quietly(name: str) -> None:
