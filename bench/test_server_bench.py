@@ -264,3 +264,46 @@ def test_plugin_cost_per_call_against_a_built_in_plugin(benchmark, installed_plu
     out = plugin.process(blocks[0], SAMPLE_RATE, buffer_size=BLOCK_FRAMES, reset=False)
     assert out.shape == blocks[0].shape and np.isfinite(out).all()
     assert 0 < ratio < float("inf")
+
+
+@pytest.mark.parametrize("count", [1, 4, 8])
+def test_engines_stepped_together_against_each_alone(benchmark, one_torch_thread, count):
+    """What one server iteration costs for ``count`` instances with their models batched, against stepped one by one."""
+    from speakup_fx.params import default_params
+    from speakup_fx.presets import load_preset
+    from speakup_fx.runtime.batching import run_batched
+    from speakup_fx.runtime.host import ModelHost
+    from speakup_fx.server.serve import make_engine
+
+    host, preset = ModelHost("cpu"), load_preset(PRESET)
+    audio = noisy_speech(2.0, SAMPLE_RATE, channels=CHANNELS, seed=9)
+    blocks = [np.ascontiguousarray(audio[:, s : s + BLOCK_FRAMES]) for s in range(0, audio.shape[1] - BLOCK_FRAMES + 1, BLOCK_FRAMES)]
+
+    def engines():
+        made = [make_engine(CHANNELS, SAMPLE_RATE, preset.options, {**default_params(), **preset.params}, host) for _ in range(count)]
+        for engine in made:
+            engine.prepare()
+        return made
+
+    def alone(made):
+        return [[engine.process(block) for engine in made] for block in blocks]
+
+    def together(made):
+        return [run_batched([engine.steps(block) for engine in made]) for block in blocks]
+
+    spent_ms = {}
+    outputs = {}
+    for name, run in (("alone", alone), ("together", together)) * 2:  # twice each, the faster counts
+        made = engines()
+        began = time.perf_counter()
+        outputs[name] = run(made)
+        spent_ms[name] = min(spent_ms.get(name, np.inf), (time.perf_counter() - began) / len(blocks) * 1e3)
+    benchmark.pedantic(together, args=(engines(),), rounds=1, iterations=1)
+    speedup = spent_ms["alone"] / spent_ms["together"]
+    benchmark.extra_info.update(instances=count, per_block_ms=spent_ms, speedup=speedup)
+    print(f"\n{count} x {PRESET} stereo: per {BLOCK_FRAMES}-frame block for all, alone {spent_ms['alone']:.2f} ms, "
+          f"together {spent_ms['together']:.2f} ms ({speedup:.2f}x; period {PERIOD_S * 1e3:.2f} ms)")
+    for alone_block, together_block in zip(outputs["alone"], outputs["together"], strict=True):
+        for a, b in zip(alone_block, together_block, strict=True):
+            assert np.abs(a - b).max() <= 1e-5
+    assert speedup > 0
