@@ -26,6 +26,7 @@ from speakup_fx._native import RingBuffer
 from speakup_fx.dsp.mix import DryWetMixer
 from speakup_fx.dsp.resample import StreamingResampler, check_sample_rate
 from speakup_fx.params import PARAM_SPECS, default_params
+from speakup_fx.runtime.batching import Steps, run_batched
 from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HOP_MS, Stage, hop_frames
 
 logger = logging.getLogger(__name__)
@@ -207,22 +208,30 @@ class Engine:
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Take float32 ``(channels, frames)``; return the output that the stream so far has made due."""
+        return run_batched([self.steps(block)])[0]
+
+    def steps(self, block: np.ndarray) -> Steps[np.ndarray]:
+        """``process(block)`` with the model calls of its stages handed to the caller (``runtime.batching``).
+
+        The model server runs the steps of all its slots side by side so their calls step as one batch.
+        """
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise ValueError(f"block must be shaped ({self.channels}, frames), got {block.shape}")
         block = np.ascontiguousarray(block, dtype=np.float32)
-        pieces = [self._process_piece(block[:, start : start + self._max_block])
-                  for start in range(0, block.shape[1], self._max_block)]
+        pieces = []
+        for start in range(0, block.shape[1], self._max_block):
+            pieces.append((yield from self._piece_steps(block[:, start : start + self._max_block])))
         if len(pieces) == 1:
             return pieces[0]
         return np.concatenate(pieces, axis=1) if pieces else np.zeros((self.channels, 0), np.float32)
 
-    def _process_piece(self, piece: np.ndarray) -> np.ndarray:
+    def _piece_steps(self, piece: np.ndarray) -> Steps[np.ndarray]:
         self._write(self._input_ring, self._to_engine.process(piece))
         hops = self._input_ring.available() // self._hop
         if hops:
             audio = self._input_ring.read(hops * self._hop)
             for stage in self._stages:
-                audio = stage.process(audio)
+                audio = yield from stage.steps(audio)
                 if not np.isfinite(audio).all():
                     raise NonFiniteAudioError(f"{type(stage).__name__} produced NaN or infinite samples")
             self._write(self._output_ring, self._from_engine.process(audio))

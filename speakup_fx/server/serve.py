@@ -19,6 +19,7 @@ from speakup_fx.atomic import process_alive
 from speakup_fx.engine import Engine
 from speakup_fx.params import PARAMS, ChainOptions
 from speakup_fx.presets import list_presets, load_preset
+from speakup_fx.runtime.batching import run_batched
 from speakup_fx.runtime.host import ModelHost
 from speakup_fx.stages.chain import build_chain
 
@@ -91,12 +92,13 @@ def params_of(segment: BridgeSegment) -> tuple[dict[str, float], int]:
 class Server:
     """Attaches to every bridge segment of this user and streams each through its own engine.
 
-    Every engine takes its model streams from the server's one ``ModelHost`` (models load once).
+    Every engine takes its model streams from the server's one ``ModelHost`` (models load once),
+    and the model calls of all slots step together (see ``step``).
     """
 
-    def __init__(self, idle_exit_s: float, device: str = "auto") -> None:
+    def __init__(self, idle_exit_s: float, device: str = "auto", threads: int | None = None) -> None:
         self.idle_exit_s = idle_exit_s
-        self.host = ModelHost(device)
+        self.host = ModelHost(device, num_threads=threads)
         self.slots: dict[str, Slot] = {}
         self.refused: set[str] = set()
         self.presets = list_presets()
@@ -161,31 +163,50 @@ class Server:
         for name in sorted(names - self.slots.keys() - self.refused):
             self.open_slot(name)
 
-    def step(self, slot: Slot) -> bool:
-        """Move what is ready through the slot's engine; True if anything moved."""
+    def step(self) -> bool:
+        """Move what is ready in every slot through its engine; True if anything moved.
+
+        The engines run side by side (``run_batched``): each round steps the model calls of all
+        slots that have a whole hop ready as one batch; a slot with less than a hop waits for no one.
+        """
+        moved = False
+        ready: list[tuple[Slot, np.ndarray]] = []
+        for slot in list(self.slots.values()):
+            slot.segment.beat_server()
+            if not self._take_changes(slot):
+                moved = True
+                continue
+            segment = slot.segment
+            frames = min(segment.input.available(), segment.output.space())
+            if frames:
+                view = slot.block[:, :frames]
+                segment.input.read_into(view)
+                ready.append((slot, view))
+        outputs = run_batched([slot.engine.steps(view) for slot, view in ready])
+        for (slot, _), output in zip(ready, outputs, strict=True):
+            slot.segment.output.write(np.ascontiguousarray(output, dtype=np.float32))
+            slot.segment.wake_client()
+        return moved or bool(ready)
+
+    def _take_changes(self, slot: Slot) -> bool:
+        """Apply the slot's new parameters; False if it had to restart (new program or a corrupt ring)."""
         segment = slot.segment
         if segment.params_generation != slot.params_generation:
             slot.params_generation = segment.params_generation
             params, program = params_of(segment)
             if program != slot.program_index:  # new chain options: a new stream (the plugin crossfades)
-                return self._restart(slot)
+                self._restart(slot)
+                return False
             slot.engine.set_params(params)
         if segment.input.corrupt or segment.output.corrupt:
-            return self._restart(slot)
-        frames = min(segment.input.available(), segment.output.space())
-        if frames == 0:
+            self._restart(slot)
             return False
-        view = slot.block[:, :frames]
-        segment.input.read_into(view)
-        segment.output.write(np.ascontiguousarray(slot.engine.process(view), dtype=np.float32))
-        segment.wake_client()
         return True
 
-    def _restart(self, slot: Slot) -> bool:
+    def _restart(self, slot: Slot) -> None:
         name = slot.segment.name
         del self.slots[name]
         _unlink_quietly(name)  # the plugin sees its segment gone and opens a new one
-        return True
 
     def run(self) -> int:
         last_scan = 0.0
@@ -200,16 +221,13 @@ class Server:
             elif now - idle_since > self.idle_exit_s:
                 logger.info("no plugin instance for %.0f s: exiting", self.idle_exit_s)
                 return 0
-            moved = False
-            for slot in list(self.slots.values()):
-                slot.segment.beat_server()
-                moved |= self.step(slot)
-            if not moved:
-                first = next(iter(self.slots.values()), None)
+            first = next(iter(self.slots.values()), None)
+            seen = first.segment.server_wake_count if first is not None else 0  # before looking: no wake-up is lost
+            if not self.step():
                 if first is None:
                     time.sleep(SCAN_INTERVAL_S)
                 else:
-                    first.segment.wait_server(first.segment.server_wake_count, IDLE_WAIT_S)
+                    first.segment.wait_server(seen, IDLE_WAIT_S)
 
 
 def _unlink_quietly(name: str) -> None:
@@ -219,9 +237,21 @@ def _unlink_quietly(name: str) -> None:
         pass
 
 
+def _thread_count(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return count
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-exit-s", type=float, default=30.0, help="exit after this long without instances")
     parser.add_argument("--device", default="auto", help="where models run: auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument(
+        "--threads", type=_thread_count, default=1,
+        help="torch's intra-op threads (default: 1; more threads spin against the host's audio threads, and the "
+             "slots already share one batch)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -230,4 +260,4 @@ def run(args: argparse.Namespace) -> int:
         logger.info("a SpeakUp server already runs for this user")
         return 0
     with lock:
-        return Server(args.idle_exit_s, args.device).run()
+        return Server(args.idle_exit_s, args.device, args.threads).run()

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from speakup_fx.runtime.host import ModelHost
-from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, Stage, hop_frames
+from speakup_fx.runtime.batching import Steps
+from speakup_fx.stages.base import ENGINE_SAMPLE_RATE, HostedStage, hop_frames
 from speakup_fx.stages.neural import ModelStage
 from speakup_fx.stages.resample import ResampleStage
 
@@ -35,7 +36,7 @@ REOPEN_HOPS = 50
 """Band-limited loud hops in a row (0.5 s) after full-band content before the gate opens again."""
 
 
-class BandwidthExtensionStage(Stage):
+class BandwidthExtensionStage(HostedStage):
     """48 kHz in and out: the input plus the model's high band wherever the input lacks one."""
 
     def __init__(self, channels: int, host: ModelHost, weights: str | None = None) -> None:
@@ -71,11 +72,11 @@ class BandwidthExtensionStage(Stage):
         self._gate = 1.0
         self._limited_run = REOPEN_HOPS
 
-    def process(self, block: np.ndarray) -> np.ndarray:
+    def steps(self, block: np.ndarray) -> Steps[np.ndarray]:
         hops, rest = divmod(block.shape[1], self._hop)
         if rest or block.shape[0] != self.channels:
             raise ValueError(f"block must be ({self.channels}, k * {self._hop}) frames, got {block.shape}")
-        high_band = self._model.process(self._to_model.process(block))
+        high_band = yield from self._model.steps(self._to_model.process(block))
         gains = self._gains(block, hops)
         joined = np.concatenate([self._dry, block], axis=1)
         self._dry = joined[:, block.shape[1] :]

@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from speakup_fx.runtime.batching import Steps, run_batched
+
 ENGINE_SAMPLE_RATE = 48_000
 """Rate of the engine's main section; other internal rates divide it."""
 
@@ -53,6 +55,15 @@ class Stage(ABC):
     def process(self, block: np.ndarray) -> np.ndarray:
         """Process ``k`` whole hops ``(channels, k * hop_frames(input_sample_rate))``; never mutates ``block``."""
 
+    def steps(self, block: np.ndarray) -> Steps[np.ndarray]:
+        """``process(block)`` with its model calls handed to the caller (``speakup_fx.runtime.batching``).
+
+        A stage that runs a hosted model yields its calls here and makes ``process`` run them alone;
+        every other stage just processes.
+        """
+        yield from ()
+        return self.process(block)
+
     def prepare(self) -> None:
         """Allocate whatever the first block would (load a model, open a stream); stages with nothing to do ignore this."""
 
@@ -65,3 +76,14 @@ class Stage(ABC):
 
         Stages without parameters ignore this.
         """
+
+
+class HostedStage(Stage):
+    """A stage that calls hosted models: its work is in ``steps``; ``process`` runs its calls alone."""
+
+    @abstractmethod
+    def steps(self, block: np.ndarray) -> Steps[np.ndarray]:
+        """Process ``k`` whole hops, yielding each model call (see ``Stage.steps``)."""
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        return run_batched([self.steps(block)])[0]

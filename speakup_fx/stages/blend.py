@@ -8,10 +8,11 @@ import numpy as np
 
 from speakup_fx.dsp.mix import DryWetMixer
 from speakup_fx.params import PARAM_SPECS
-from speakup_fx.stages.base import Stage, hop_frames
+from speakup_fx.runtime.batching import Steps
+from speakup_fx.stages.base import HostedStage, Stage, hop_frames
 
 
-class BlendStage(Stage):
+class BlendStage(HostedStage):
     """``inner``'s output mixed with its input delayed to match, by ``params[amount_param]`` (glides over one hop)."""
 
     def __init__(self, inner: Stage, amount_param: str, params: Mapping[str, float]) -> None:
@@ -47,5 +48,5 @@ class BlendStage(Stage):
         self.inner.reset()
         self._mixer.reset()
 
-    def process(self, block: np.ndarray) -> np.ndarray:
-        return self._mixer.mix(block, self.inner.process(block))
+    def steps(self, block: np.ndarray) -> Steps[np.ndarray]:
+        return self._mixer.mix(block, (yield from self.inner.steps(block)))

@@ -9,10 +9,11 @@ import numpy as np
 from speakup_fx.dsp.mix import DryWetMixer
 from speakup_fx.params import PARAM_SPECS
 from speakup_fx.runtime.host import ModelHost, ModelStream
-from speakup_fx.stages.base import Stage, hop_frames
+from speakup_fx.runtime.batching import Steps
+from speakup_fx.stages.base import HostedStage, hop_frames
 
 
-class ModelStage(Stage):
+class ModelStage(HostedStage):
     """Runs one output of a hosted model of ``kind`` (wet only; the chain mixes it with the dry signal).
 
     Rates, hop and latency come from the weights file's header, so building the stage loads
@@ -44,16 +45,16 @@ class ModelStage(Stage):
         if self._stream is not None:
             self._stream.reset()
 
-    def outputs(self, block: np.ndarray) -> np.ndarray:
-        """Every output of the model for ``block``: ``(outputs, channels, frames)``."""
+    def all_outputs(self, block: np.ndarray) -> Steps[np.ndarray]:
+        """Every output of the model for ``block``: ``(outputs, channels, frames)`` (one model call)."""
         self.prepare()
-        return self._stream.process(np.ascontiguousarray(block, dtype=np.float32))
+        return (yield self._stream, np.ascontiguousarray(block, dtype=np.float32))
 
-    def process(self, block: np.ndarray) -> np.ndarray:
-        return self.outputs(block)[self.output_index]
+    def steps(self, block: np.ndarray) -> Steps[np.ndarray]:
+        return (yield from self.all_outputs(block))[self.output_index]
 
 
-class NoiseAndRoomStage(Stage):
+class NoiseAndRoomStage(HostedStage):
     """An enhancer with a ``denoised`` (room kept) and a ``dereverberated`` output, mixed with the input.
 
     ``out = x + denoise_amount * (denoised - x) + dereverb_amount * (dereverberated - denoised)``
@@ -92,7 +93,7 @@ class NoiseAndRoomStage(Stage):
         self._noise.reset()
         self._room.reset()
 
-    def process(self, block: np.ndarray) -> np.ndarray:
-        outputs = self.inner.outputs(block)
+    def steps(self, block: np.ndarray) -> Steps[np.ndarray]:
+        outputs = yield from self.inner.all_outputs(block)
         denoised, dereverberated = outputs[self.inner.output_index], outputs[self._room_index]
         return self._noise.mix(block, denoised) + self._room.mix(denoised, dereverberated) - denoised

@@ -31,6 +31,7 @@ from speakup_fx.server.install import install_plugin
 
 SAMPLE_RATE = 48000
 PRESET = "podcast"  # classic engine
+NEURAL_PRESET = "restore"  # the neural engine (the shipped enhancer), nothing else
 TOLERANCE = 1e-4
 
 
@@ -101,18 +102,19 @@ def speech(seconds: float) -> np.ndarray:
     return np.concatenate([voice, silence(0.5, SAMPLE_RATE, channels=2)], axis=1).astype(np.float32)
 
 
-def load(bundle: Path):
+def load(bundle: Path, preset: str = PRESET):
     plugin = pedalboard.load_plugin(str(bundle))
-    plugin.current_program = PRESET
+    plugin.current_program = preset
     return plugin
 
 
+@pytest.mark.parametrize("preset", [PRESET, NEURAL_PRESET])
 @pytest.mark.parametrize("buffer_size", [32, 512, 4096])
-def test_a_pedalboard_chain_with_the_plugin_equals_the_python_board(environment, buffer_size):
+def test_a_pedalboard_chain_with_the_plugin_equals_the_python_board(environment, buffer_size, preset):
     bundle, _ = environment
     audio = speech(1.0)
-    plugin_chain = Pedalboard([HighpassFilter(80), load(bundle), Compressor()])
-    python_chain = Board([HighpassFilter(80), SpeakUp(PRESET), Compressor()])
+    plugin_chain = Pedalboard([HighpassFilter(80), load(bundle, preset), Compressor()])
+    python_chain = Board([HighpassFilter(80), SpeakUp(preset), Compressor()])
     rendered = plugin_chain(audio, SAMPLE_RATE, buffer_size=buffer_size)
     expected = python_chain(audio, SAMPLE_RATE, buffer_size=buffer_size)
     assert np.abs(rendered - expected).max() <= TOLERANCE

@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from stage_doubles import save_tiny_enhancer
 
 from speakup_fx.runtime import weights as weights_module
+from speakup_fx.runtime.batching import run_batched
 from speakup_fx.runtime.device import check_device, resolve_device
 from speakup_fx.runtime.host import ModelHost, loaded_model_count, shared_host
 from speakup_fx.runtime.weights import WeightsError, content_hash, load_model, read_info
@@ -189,6 +190,33 @@ def test_a_batch_may_mix_block_lengths_and_rejects_misuse(host, weights):
         a.process(np.zeros((1, HOP), np.float64))
     with pytest.raises(ValueError, match=r"\(1, k"):
         a.process(np.zeros((2, HOP), np.float32))
+
+
+def test_run_batched_steps_the_waiting_calls_of_each_model_as_one_batch_per_round(host, weights, tmp_path):
+    other = save_tiny_enhancer(tmp_path / "other.safetensors", seed=1)  # another model of the same kind
+
+    def two_calls(stream, block):
+        first = yield stream, block[:, : 2 * HOP]
+        second = yield stream, block[:, 2 * HOP :]
+        return np.concatenate([first, second], axis=2)
+
+    def no_call():
+        yield from ()
+        return "done"
+
+    audio = [noisy(0.04, 1, seed=6), noisy(0.04, 2, seed=7), noisy(0.04, 1, seed=8)]
+    files = [weights, weights, other]
+    streams = [host.stream("enhancer", x.shape[0], w) for x, w in zip(audio, files)]
+    batches = []
+    with pytest.MonkeyPatch.context() as patch:
+        original = host.process_batch
+        patch.setattr(host, "process_batch", lambda calls: batches.append(len(calls)) or original(calls))
+        *outputs, done = run_batched([two_calls(s, x) for s, x in zip(streams, audio)] + [no_call()])
+    assert done == "done"
+    assert batches == [2, 1, 2, 1]  # each round: the two streams of one model together, the other model apart
+    for x, w, out in zip(audio, files, outputs):
+        expected = host.stream("enhancer", x.shape[0], w).process(x)
+        assert out.shape == expected.shape and np.max(np.abs(out - expected)) <= TOLERANCE
 
 
 def test_the_shipped_enhancer_loads_and_streams():
