@@ -35,6 +35,7 @@ class DataConfig:
     workers: int = field(default=1, metadata={"help": "DataLoader worker processes per rank"})
     validation_examples: int = field(default=32, metadata={"help": "fixed degraded examples scored at each checkpoint"})
     targets: tuple[str, ...] = field(default=("dry",), metadata={"help": "target of each generator output: 'dry', 'reverberant' or 'early'"})
+    shards: str = field(default="", metadata={"help": "folder of pairs written by `speakup spark degrade` to train from instead of degrading on the fly ('': on the fly)"})
 
     def __post_init__(self) -> None:
         unknown = set(self.targets) - set(TARGETS)
