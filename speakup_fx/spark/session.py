@@ -29,15 +29,14 @@ PROGRESS_INTERVAL_S = 5.0
 
 def session_conf(master: str, threads: int, conf: Mapping[str, str] = {}) -> dict[str, str]:
     """The settings of a session: ``conf`` on top of the master, the executors' thread count and, in local mode,
-    the loopback address and this interpreter for the Python workers."""
+    the loopback address and this interpreter (unless ``PYSPARK_PYTHON`` names one) for the Python workers."""
     settings = {"spark.master": master}
     settings |= {f"spark.executorEnv.{name}": str(threads) for name in BLAS_THREAD_VARIABLES}
     if master.startswith("local"):
         settings |= {
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
-            "spark.pyspark.python": sys.executable,
-            "spark.pyspark.driver.python": sys.executable,
+            "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", sys.executable),
         }
     return settings | dict(conf)
 
@@ -50,8 +49,8 @@ def spark_session(app_name: str, settings: Mapping[str, str]) -> Iterator[SparkS
         logger.info("using the running Spark session (master %s)", active.sparkContext.master)
         yield active
         return
-    if settings.get("spark.master", "").startswith("local"):
-        os.environ.setdefault("PYSPARK_PYTHON", settings["spark.pyspark.python"])  # local workers run this interpreter
+    if "spark.pyspark.python" in settings:  # PySpark takes its workers' interpreter from the environment
+        os.environ["PYSPARK_PYTHON"] = settings["spark.pyspark.python"]
     builder = SparkSession.builder.appName(app_name)
     for key, value in settings.items():
         builder = builder.config(key, value)

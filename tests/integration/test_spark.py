@@ -97,7 +97,11 @@ def test_spark_bounce_of_a_folder_equals_sequential_bounce_and_reports_the_bad_f
 
 
 def test_spark_bounce_expands_globs_and_exits_2_when_the_one_file_fails(spark, tmp_path):
-    inputs = make_inputs(tmp_path / "in")
+    inputs = tmp_path / "in"
+    for name in ("a.wav", "b.flac", "day2/f.flac"):
+        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
+        encode(inputs / name, synthetic.noisy_speech(0.5, 16_000), 16_000)
+    (inputs / "broken.wav").write_bytes(b"RIFF\0\0\0\0WAVEjunk" * 40)
     assert main(["spark", "bounce", str(inputs / "**" / "*.flac"), "-o", str(tmp_path / "out"), "--set", "loudness=false"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("*.flac")) == ["b.flac", "f.flac"]
     assert main(["spark", "bounce", str(inputs / "broken.wav"), "-o", str(tmp_path / "one")]) == 2
