@@ -102,8 +102,13 @@ def test_spark_bounce_expands_globs_and_exits_2_when_the_one_file_fails(spark, t
         (inputs / name).parent.mkdir(parents=True, exist_ok=True)
         encode(inputs / name, synthetic.noisy_speech(0.5, 16_000), 16_000)
     (inputs / "broken.wav").write_bytes(b"RIFF\0\0\0\0WAVEjunk" * 40)
-    assert main(["spark", "bounce", str(inputs / "**" / "*.flac"), "-o", str(tmp_path / "out"), "--set", "loudness=false"]) == 0
+    pattern = str(inputs / "**" / "*.flac")
+    assert main(["spark", "bounce", pattern, "-o", str(tmp_path / "out"), "--set", "loudness=false"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("*.flac")) == ["b.flac", "f.flac"]
+    assert main(["spark", "bounce", str(inputs / "b.*"), "-o", str(tmp_path / "scored"), "--preset", "restore", "--score"]) == 0
+    [row] = pyarrow.parquet.read_table(tmp_path / "scored" / f"{REPORT_NAME}.parquet").to_pylist()
+    assert 1.0 <= row["input_dnsmos_ovrl"] <= 5.0 and 1.0 <= row["output_dnsmos_ovrl"] <= 5.0
+    assert row["input_dnsmos_ovrl"] != row["output_dnsmos_ovrl"]  # the enhancer changed the audio
     assert main(["spark", "bounce", str(inputs / "broken.wav"), "-o", str(tmp_path / "one")]) == 2
     assert main(["spark", "bounce", str(inputs / "*.ogg"), "-o", str(tmp_path / "none")]) == 2
     assert main(["spark", "bounce", str(inputs), "-o", str(tmp_path / "bad"), "--set", "nonsense=1"]) == 2
