@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -62,11 +63,12 @@ def make_inputs(folder: Path) -> Path:
 
 
 def test_spark_bounce_of_a_folder_equals_sequential_bounce_and_reports_the_bad_file(spark, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     inputs = make_inputs(tmp_path / "in")
     before = digests(inputs)
     args = [str(inputs), "--preset", "podcast", "--bit-depth", "16"]
     assert main(["spark", "bounce", *args, "-o", str(tmp_path / "spark"), "--master", LOCAL]) == 1
-    assert "1 of 8 files failed" in caplog.text
+    assert "spark bounce: files: 8 of 8 done" in caplog.text and "1 of 8 files failed" in caplog.text
     assert main(["bounce", *args, "-o", str(tmp_path / "sequential")]) == 1
     sequential = digests(tmp_path / "sequential")
     produced = digests(tmp_path / "spark")
