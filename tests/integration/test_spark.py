@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import multiprocessing
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -21,10 +22,12 @@ import torch
 from test_bounce import encode
 
 from speakup_fx.atomic import TEMP_PREFIX
+from speakup_fx.bounce.batch import Job
 from speakup_fx.cli import main
 from speakup_fx.data.dataset import DegradedSpeech
 from speakup_fx.data.shards import SHARD_EPOCH, ShardedPairs, shard_name, write_index, write_shard
-from speakup_fx.spark.bounce import REPORT_COLUMNS, REPORT_NAME, spark_bounce
+from speakup_fx.presets import load_preset
+from speakup_fx.spark.bounce import REPORT_COLUMNS, REPORT_NAME, TaskSettings, bounce_task, spark_bounce
 from speakup_fx.spark.session import session_conf, spark_session
 from speakup_fx.train.config import load_config
 from speakup_fx.train.distributed import World
@@ -127,6 +130,20 @@ def test_the_model_loads_once_per_executor_process_and_outputs_equal_a_sequentia
     assert len({row["worker"] for row in rows}) < len(rows)  # so some process bounced several files with one load
     assert main(["bounce", str(folder), "-o", str(tmp_path / "sequential"), "--preset", "restore", "--device", "cpu"]) == 0
     assert digests(tmp_path / "sequential") == {k: v for k, v in digests(tmp_path / "spark").items() if k.endswith(".wav")}
+
+
+def test_two_attempts_of_one_task_leave_one_complete_output(tmp_path):
+    """A retried or speculative attempt (another process) finds the output complete or renames its own: never half."""
+    source = encode(tmp_path / "take.wav", synthetic.noisy_speech(3.0, 48_000, 2, seed=3), 48_000)
+    job = Job(source, tmp_path / "out" / "take.wav", None)
+    settings = TaskSettings(load_preset("podcast"), device=None, threads=1, overwrite=False, score=False,
+                            protected=frozenset(), bounce_options={"bit_depth": "24", "sample_rate": None})
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        rows = pool.starmap(bounce_task, [(job, settings)] * 2)
+    assert sorted(row["status"] for row in rows) == ["bounced", "skipped"]
+    assert main(["bounce", str(source), "-o", str(tmp_path / "sequential.wav")]) == 0
+    assert job.output.read_bytes() == (tmp_path / "sequential.wav").read_bytes()
+    assert sorted(p.name for p in job.output.parent.iterdir()) == ["take.wav"]
 
 
 @pytest.mark.gpu
