@@ -111,8 +111,14 @@ def spark_bounce(
     if output.exists() and not output.is_dir():
         raise BounceError(f"output {output}: must be a folder")
     paths, unmatched = expand_inputs(inputs)
-    output.mkdir(parents=True, exist_ok=True)
-    jobs, failures = plan_jobs(paths, output, output_format, None) if paths else ([], [])
+    created = not output.exists()
+    output.mkdir(parents=True, exist_ok=True)  # a folder: plan_jobs then writes even a single file into it
+    try:
+        jobs, failures = plan_jobs(paths, output, output_format, None) if paths else ([], [])
+    except BounceError:
+        if created:
+            output.rmdir()
+        raise
     failures += unmatched
     settings = TaskSettings(
         preset=resolved,

@@ -117,6 +117,8 @@ def test_spark_bounce_expands_globs_and_exits_2_when_the_one_file_fails(spark, t
     assert main(["spark", "bounce", str(inputs / "broken.wav"), "-o", str(tmp_path / "one")]) == 2
     assert main(["spark", "bounce", str(inputs / "*.ogg"), "-o", str(tmp_path / "none")]) == 2
     assert main(["spark", "bounce", str(inputs), "-o", str(tmp_path / "bad"), "--set", "nonsense=1"]) == 2
+    assert main(["spark", "bounce", str(inputs / "day2" / "nothing.wav"), "-o", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
 
 
 def test_the_model_loads_once_per_executor_process_and_outputs_equal_a_sequential_bounce(spark, tmp_path):
