@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything SpeakUp FX needs on a fresh Debian/Ubuntu machine:
-# system packages (apt-get; dpf-source builds the VST3 plugin), a virtual environment in .venv, CPU torch, and the package with its test extras.
+# system packages (apt-get; dpf-source builds the VST3 plugin; a headless Java 17 runs Spark for `speakup spark`), a virtual environment in .venv, CPU torch, and the package with its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,7 +8,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 $SUDO apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  cmake g++ make python3-venv python3-dev espeak-ng dpf-source >/dev/null
+  cmake g++ make python3-venv python3-dev espeak-ng dpf-source openjdk-17-jre-headless >/dev/null
 
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

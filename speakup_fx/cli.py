@@ -1,6 +1,6 @@
 """The ``speakup`` command.
 
-Subcommands: ``bounce``, ``presets``, ``train``, ``eval``, ``demo``, ``serve``, ``install-plugin``. Each lives in the
+Subcommands: ``bounce``, ``spark``, ``presets``, ``train``, ``eval``, ``demo``, ``serve``, ``install-plugin``. Each lives in the
 module that owns it, which provides ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their subcommand runs.
 
@@ -19,6 +19,7 @@ from importlib.metadata import version
 
 SUBCOMMANDS = {
     "bounce": ("speakup_fx.bounce.cli", "enhance audio/video files or folders"),
+    "spark": ("speakup_fx.spark.cli", "bounce files or write training shards on Apache Spark (local or a cluster)"),
     "presets": ("speakup_fx.presets", "list or show presets"),
     "train": ("speakup_fx.train.cli", "train the enhancement model (launch with torchrun for DDP)"),
     "eval": ("speakup_fx.eval.cli", "score noisy input, the classic engine and the model"),

@@ -44,7 +44,9 @@ class BounceError(ValueError):
 
 
 @dataclass(frozen=True)
-class _Job:
+class Job:
+    """One input file, the output it is bounced to and its optional PNG report."""
+
     input: Path
     output: Path
     report: Path | None
@@ -99,12 +101,12 @@ def bounce(
             automation_for(midi, effect, resolved)  # its errors before any file; its warnings come with each file
     except ValueError as error:
         raise BounceError(str(error)) from None
-    jobs, failures = _plan(input_paths, Path(output), output_format, Path(report) if report is not None else None)
+    jobs, failures = plan_jobs(input_paths, Path(output), output_format, Path(report) if report is not None else None)
     protected = {file_id(path) for path in input_paths + [job.input for job in jobs] if path.exists()}
     results = failures
     for job in jobs:
         results.append(
-            _run_job(
+            run_job(
                 job,
                 preset=resolved,
                 bit_depth=bit_depth,
@@ -125,7 +127,7 @@ def bounce(
     return results
 
 
-def _run_job(job: _Job, **options: object) -> BounceResult:
+def run_job(job: Job, **options: object) -> BounceResult:
     """``bounce_file`` for one job; a failure becomes the result's ``error`` (logged), never an exception."""
     try:
         result = bounce_file(job.input, job.output, report=job.report, **options)  # type: ignore[arg-type]
@@ -156,10 +158,13 @@ def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def _plan(
+def plan_jobs(
     inputs: list[Path], output: Path, output_format: str | None, report: Path | None
-) -> tuple[list[_Job], list[BounceResult]]:
-    """Map inputs to outputs; missing inputs become failed results (or a BounceError when alone)."""
+) -> tuple[list[Job], list[BounceResult]]:
+    """Map inputs to outputs; missing inputs become failed results (or a BounceError when alone).
+
+    Folders are mirrored into ``output``; the other inputs are written into it under their own names.
+    """
     if not inputs:
         raise BounceError("no input given")
     single_file = len(inputs) == 1 and not inputs[0].is_dir()
@@ -171,10 +176,10 @@ def _plan(
         raise BounceError(f"report {report}: must be a folder when bouncing folders or several files")
     if single_file and not (output.is_dir() or str(output).endswith(os.sep)):
         _check_file_output(inputs[0], output, output_format)
-        return [_Job(inputs[0], output, report)], []
+        return [Job(inputs[0], output, report)], []
     if output.exists() and not output.is_dir():
         raise BounceError(f"output {output}: must be a folder when bouncing folders or several files")
-    jobs: list[_Job] = []
+    jobs: list[Job] = []
     failures: list[BounceResult] = []
     for path in inputs:
         if path.is_dir():
@@ -196,7 +201,7 @@ def _plan(
             job_report = report
             if report is not None and not single_file:
                 job_report = report / relative.with_name(relative.name + ".png")
-            jobs.append(_Job(file, target, job_report))
+            jobs.append(Job(file, target, job_report))
     if not jobs and not failures:
         raise BounceError("no audio or video files to bounce in " + ", ".join(map(str, inputs)))
     seen: dict[Path, Path] = {}

@@ -36,6 +36,7 @@ class DataConfig:
     validation_examples: int = field(default=32, metadata={"help": "fixed degraded examples scored at each checkpoint"})
     targets: tuple[str, ...] = field(default=("dry",), metadata={"help": "target of each generator output: 'dry', 'reverberant' or 'early'"})
     min_clean_dnsmos_bak: float = field(default=0.0, metadata={"help": "train only on speech files whose DNSMOS BAK (1-5, no reference) is at least this (validation files are kept); 0: keep all"})
+    shards: str = field(default="", metadata={"help": "folder of pairs written by `speakup spark degrade` to train from instead of degrading on the fly ('': on the fly)"})
 
     def __post_init__(self) -> None:
         unknown = set(self.targets) - set(TARGETS)

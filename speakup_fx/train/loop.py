@@ -19,6 +19,7 @@ from speakup_fx.data.corpus import load_noises, load_real_rirs, simulated_rooms_
 from speakup_fx.data.dataset import VALIDATION_EPOCH, DegradedSpeech, EpochSampler, is_validation_file
 from speakup_fx.data.degrade import DegradeConfig, Degrader
 from speakup_fx.data.quality import keep_clean
+from speakup_fx.data.shards import ShardedPairs
 from speakup_fx.models.dfnet import DFNet
 from speakup_fx.models.discriminators import Discriminators
 from speakup_fx.models.paper import PaperGenerator
@@ -256,14 +257,18 @@ def split_speech(config: Config) -> tuple[list, list]:
     return training, [r for r in speech if is_validation_file(r.path)]
 
 
-def build_datasets(config: Config) -> tuple[DegradedSpeech, DegradedSpeech]:
-    """Training and validation sets (validation: held-out speech files, fixed draws)."""
+def build_datasets(config: Config) -> tuple[DegradedSpeech | ShardedPairs, DegradedSpeech]:
+    """Training and validation sets (validation: held-out speech files, fixed draws); training reads
+    ``data.shards`` when set (pairs from ``speakup spark degrade``) instead of degrading on the fly."""
     degrader = build_degrader(config)
     training, held_out = split_speech(config)
     segment = int(config.data.segment_s * config.degrade.sample_rate)
     logger.info("%d training / %d validation speech files, %d noises, %d rooms", len(training), len(held_out), len(degrader.noises), len(degrader.rirs))
     targets = config.data.targets
-    return DegradedSpeech(training, degrader, segment, config.seed, targets), DegradedSpeech(held_out or training, degrader, segment, config.seed, targets)
+    validation = DegradedSpeech(held_out or training, degrader, segment, config.seed, targets)
+    if config.data.shards:
+        return ShardedPairs(config.data.shards, config.degrade.sample_rate, segment, targets, config.seed), validation
+    return DegradedSpeech(training, degrader, segment, config.seed, targets), validation
 
 
 @torch.no_grad()

@@ -1,0 +1,95 @@
+"""``speakup spark degrade``: degraded training pairs made on Spark, written as shards the training reads.
+
+Pair ``i`` is the training set's own item ``DegradedSpeech[(SHARD_EPOCH, i)]`` for the config with
+the given seed: clean speech, noise and room drawn from ``(seed, epoch, i)`` by ``Degrader.draw``
+and applied by ``Degrader.apply``, exactly as training degrades on the fly. Shard ``s`` holds pairs
+``s * shard_size`` up to the next boundary, so its bytes depend on (config, seed, count,
+shard_size) alone, never on how Spark splits the work; one task writes whole shards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from speakup_fx.data.dataset import DegradedSpeech
+from speakup_fx.data.shards import DEFAULT_SHARD_SIZE, SHARD_EPOCH, ShardSummary, shard_count, shard_indices, write_index, write_shard
+from speakup_fx.spark.session import collect_with_progress
+from speakup_fx.train.config import Config, to_dict
+
+logger = logging.getLogger(__name__)
+
+def spark_degrade(
+    spark: SparkSession,
+    config: Config,
+    output_dir: str | os.PathLike[str],
+    count: int,
+    seed: int,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    partitions: int | None = None,
+) -> dict:
+    """Write ``count`` pairs of ``config``'s training data drawn with ``seed`` as shards in ``output_dir``.
+
+    ``partitions``: Spark tasks (default: one per shard, at most the default parallelism times 4);
+    it changes nothing in the shards. Returns what ``index.json`` records.
+    """
+    from speakup_fx.train.loop import split_speech
+
+    started = time.perf_counter()
+    shards = shard_count(count, shard_size)
+    config = replace(config, seed=seed)
+    if not split_speech(config)[0]:
+        raise ValueError(f"{config.data.data_dir}: no training speech at {config.degrade.sample_rate} Hz")
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    slices = partitions or min(shards, 4 * spark.sparkContext.defaultParallelism)
+    tasks = spark.sparkContext.parallelize(range(shards), numSlices=min(slices, shards))
+    summaries: list[ShardSummary] = collect_with_progress(
+        tasks.map(lambda shard: degrade_task(config, str(output), shard, count, shard_size)), "spark degrade: shards"
+    )
+    info = {
+        "count": count,
+        "seed": seed,
+        "shard_size": shard_size,
+        "sample_rate": config.degrade.sample_rate,
+        "segment_samples": segment_samples(config),
+        "targets": list(config.data.targets),
+        "clipped_samples": sum(summary.clipped_samples for summary in summaries),
+        "config": to_dict(config),
+    }
+    write_index(output, info)
+    logger.info(
+        "spark degrade: %d pairs in %d shard(s) in %s in %.1f s (%d samples clipped)",
+        count, shards, output, time.perf_counter() - started, info["clipped_samples"],
+    )
+    return info
+
+
+def segment_samples(config: Config) -> int:
+    return int(config.data.segment_s * config.degrade.sample_rate)
+
+
+def degrade_task(config: Config, output_dir: str, shard: int, count: int, shard_size: int) -> ShardSummary:
+    """One shard on an executor: its pairs drawn by the training set of this process, written atomically."""
+    dataset = _dataset(config)
+    pairs = ((index, *(t.numpy() for t in dataset[(SHARD_EPOCH, index)])) for index in shard_indices(shard, count, shard_size))
+    return write_shard(output_dir, shard, pairs, config.degrade.sample_rate)
+
+
+_DATASETS: dict[str, DegradedSpeech] = {}
+
+
+def _dataset(config: Config) -> DegradedSpeech:
+    """This process's training set for ``config`` (noise and room banks loaded once per executor process)."""
+    from speakup_fx.train.loop import build_degrader, split_speech
+
+    key = repr(config)
+    if key not in _DATASETS:
+        training, _ = split_speech(config)
+        _DATASETS[key] = DegradedSpeech(training, build_degrader(config), segment_samples(config), config.seed, config.data.targets)
+    return _DATASETS[key]
