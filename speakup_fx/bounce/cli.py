@@ -22,6 +22,7 @@ from speakup_fx.bounce.pipeline import DEFAULT_PRESET
 from speakup_fx.bounce.progress import ProgressReporter
 from speakup_fx.media import BIT_DEPTHS, OUTPUT_FORMATS
 from speakup_fx.presets import parse_assignment
+from speakup_fx.runtime.device import thread_count
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="standard MIDI file whose control changes drive the preset's [midi] map at their times (every input)",
     )
     parser.add_argument("--device", help="torch device for the neural engine, e.g. cpu or cuda:0 (default: automatic)")
+    parser.add_argument(
+        "--threads", type=thread_count, default=1,
+        help="torch threads (default: 1, as `speakup spark bounce` uses: the same settings give the same bytes)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
         logger.error("%s", error)
         return EXIT_BAD
     progress = ProgressReporter()
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
     try:
         with _signals_interrupt(), progress.attached_to_logging():
             bounce(
@@ -111,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         failed = sum(not result.ok for result in error.results)
         logger.error("%d of %d files failed", failed, len(error.results))
         return EXIT_SOME_FAILED
+    finally:
+        torch.set_num_threads(threads)
     return 0
 
 

@@ -20,6 +20,7 @@ from speakup_fx.engine import Engine
 from speakup_fx.params import PARAMS, ChainOptions
 from speakup_fx.presets import list_presets, load_preset
 from speakup_fx.runtime.batching import run_batched
+from speakup_fx.runtime.device import thread_count
 from speakup_fx.runtime.host import ModelHost
 from speakup_fx.stages.chain import build_chain
 
@@ -237,18 +238,11 @@ def _unlink_quietly(name: str) -> None:
         pass
 
 
-def _thread_count(text: str) -> int:
-    count = int(text)
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
-    return count
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-exit-s", type=float, default=30.0, help="exit after this long without instances")
     parser.add_argument("--device", default="auto", help="where models run: auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument(
-        "--threads", type=_thread_count, default=1,
+        "--threads", type=thread_count, default=1,
         help="torch's intra-op threads (default: 1; more threads spin against the host's audio threads, and the "
              "slots already share one batch)",
     )  # fmt: skip

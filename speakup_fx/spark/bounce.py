@@ -26,7 +26,17 @@ from pyspark.sql import SparkSession
 
 from speakup_fx.atomic import atomic_write
 from speakup_fx.bounce.batch import BounceError, Job, plan_jobs, run_job
-from speakup_fx.bounce.pipeline import BLOCK_FRAMES, DEFAULT_PRESET, BounceResult, Effect, check_settings, effect_for, file_id
+from speakup_fx.bounce.automation import Automation, load_automation
+from speakup_fx.bounce.pipeline import (
+    BLOCK_FRAMES,
+    DEFAULT_PRESET,
+    BounceResult,
+    Effect,
+    automation_for,
+    check_settings,
+    effect_for,
+    file_id,
+)
 from speakup_fx.media import OUTPUT_FORMATS
 from speakup_fx.presets import Preset, load_preset
 from speakup_fx.runtime.device import check_device
@@ -87,12 +97,14 @@ def spark_bounce(
     score: bool = False,
     device: str | None = None,
     threads: int = 1,
+    midi: str | os.PathLike[str] | Automation | None = None,
     **bounce_options: object,
 ) -> list[dict[str, object]]:
     """Bounce ``inputs`` (files, folders, glob patterns) into the folder ``output_dir`` on ``spark``; one row per file.
 
     Writes the report (``REPORT_NAME`` .parquet and .csv in ``output_dir``) and returns its rows.
-    ``threads``: torch threads per task. ``score``: DNSMOS OVRL of input and output. The other
+    ``threads``: torch threads per task. ``score``: DNSMOS OVRL of input and output. ``midi``: a MIDI file
+    automating every file, read and checked on the driver (executors get its parsed changes). The other
     options are ``bounce``'s; ``bounce_options`` pass through to ``bounce_file``. Raises
     ``BounceError`` before any task runs for bad settings; failed files are rows, never exceptions.
     """
@@ -105,6 +117,9 @@ def spark_bounce(
         check_device(device)
         if threads < 1:
             raise ValueError(f"threads: expected a whole number >= 1, got {threads}")
+        if midi is not None:
+            midi = load_automation(midi)
+            automation_for(midi, effect_for(resolved, device), resolved)  # its errors before any task runs
     except ValueError as error:
         raise BounceError(str(error)) from None
     output = Path(output_dir)
@@ -127,7 +142,7 @@ def spark_bounce(
         overwrite=overwrite,
         score=score,
         protected=frozenset(file_id(path) for path in paths + [job.input for job in jobs] if path.exists()),
-        bounce_options={"bit_depth": bit_depth, "sample_rate": sample_rate, **bounce_options},
+        bounce_options={"bit_depth": bit_depth, "sample_rate": sample_rate, "midi": midi, **bounce_options},
     )
     rows = [result_row(result, FAILED, 0.0) for result in failures]
     if jobs:

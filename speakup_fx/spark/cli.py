@@ -17,6 +17,7 @@ from speakup_fx.bounce.pipeline import DEFAULT_PRESET
 from speakup_fx.data.shards import DEFAULT_SHARD_SIZE
 from speakup_fx.media import BIT_DEPTHS, OUTPUT_FORMATS
 from speakup_fx.presets import parse_assignment
+from speakup_fx.runtime.device import thread_count
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bounce.add_argument("--strict", action="store_true", help="fail on a truncated input instead of bouncing it")
     bounce.add_argument("--score", action="store_true", help="add DNSMOS OVRL of input and output to the report")
     bounce.add_argument("--device", help="torch device on the executors, e.g. cpu or cuda (default: automatic)")
+    bounce.add_argument(
+        "--midi", metavar="FILE.mid", help="standard MIDI file whose control changes drive the preset's [midi] map (every input)"
+    )
     degrade = jobs.add_parser("degrade", help="write degraded training pairs as shards the training can read")
     degrade.add_argument("--config", required=True, help="training config (.toml): data, degradation, segment length")
     degrade.add_argument("--out", required=True, help="output folder of the shards and index.json")
@@ -54,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         job.add_argument("--master", default=None, help="Spark master URL: local[N], spark://HOST:PORT, yarn, k8s://... "
                          "(default: local[*])")
         job.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark setting; repeatable")
-        job.add_argument("--threads", type=int, default=1, help="torch/BLAS threads per Spark task (default: 1)")
+        job.add_argument("--threads", type=thread_count, default=1, help="torch/BLAS threads per Spark task (default: 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,6 +98,7 @@ def _bounce(spark, args: argparse.Namespace, overrides: dict[str, str]) -> int:
             device=args.device,
             threads=args.threads,
             strict=args.strict,
+            midi=args.midi,
         )
     except BounceError as error:
         logger.error("%s", error)

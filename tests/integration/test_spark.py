@@ -231,3 +231,33 @@ def test_shard_pairs_equal_the_stored_audio(tmp_path):
     read_noisy, read_target = ShardedPairs(tmp_path, 16_000, 800, ("dry", "early"), seed=0)[(3, 0)]
     np.testing.assert_allclose(read_noisy.numpy(), np.clip(noisy, -1, 1 - PCM_24_STEP), rtol=0, atol=PCM_24_STEP)
     np.testing.assert_allclose(read_target.numpy(), target, rtol=0, atol=PCM_24_STEP)
+
+
+def test_midi_automation_reaches_the_executors_and_a_bad_midi_file_fails_before_any_task(spark, tmp_path):
+    import mido
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(2):
+        encode(folder / f"take{index}.wav", synthetic.noisy_speech(1.0, 16_000, 1, snr_db=5.0, seed=index), 16_000)
+    ramp = [mido.Message("control_change", control=11, value=v, time=24) for v in range(0, 128, 8)]
+    midi = synthetic.write_midi(tmp_path / "mix.mid", [ramp])
+    args = [str(folder), "--preset", "podcast", "--set", "loudness=false", "--midi", str(midi)]
+    assert main(["spark", "bounce", *args, "-o", str(tmp_path / "spark"), "--master", LOCAL]) == 0
+    assert main(["bounce", *args, "-o", str(tmp_path / "sequential")]) == 0
+    assert main(["bounce", *args[:-2], "-o", str(tmp_path / "plain")]) == 0
+    sequential = digests(tmp_path / "sequential")
+    assert {name: digests(tmp_path / "spark")[name] for name in sequential} == sequential
+    assert sequential != digests(tmp_path / "plain")  # the automation changed the audio
+    (tmp_path / "bad.mid").write_bytes(b"MThd not really")
+    assert main(["spark", "bounce", *args[:-1], str(tmp_path / "bad.mid"), "-o", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
+
+
+def test_bounce_pins_its_thread_count_and_restores_it(tmp_path):
+    source = encode(tmp_path / "in.wav", synthetic.noisy_speech(0.5, 16_000), 16_000)
+    before = torch.get_num_threads()
+    assert main(["bounce", str(source), "-o", str(tmp_path / "out.wav"), "--threads", "2"]) == 0
+    assert torch.get_num_threads() == before
+    with pytest.raises(SystemExit):
+        main(["bounce", str(source), "-o", str(tmp_path / "out2.wav"), "--threads", "0"])
