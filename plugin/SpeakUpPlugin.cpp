@@ -29,9 +29,12 @@
 // the server's heartbeat advances, plus kServerStartTimeoutMs for it to come up) so a
 // bounce is exact; a dead server still yields the dry signal, never a hang.
 //
-// MIDI: none yet. DPF 1.6's VST3 wrapper turns MIDI CC input into 16 x 130 hidden
-// parameters, and pedalboard then needs ~30 s to load the plugin; MIDI CC through the
-// presets' maps needs a wrapper patch that exposes only the mapped CCs.
+// MIDI: a control change drives the parameter the current program's MIDI map names (the
+// preset's [midi] table; none before a program is loaded), over its range as
+// SpeakUp.handle_midi does (plain_from_normalised(value / 127), generated), from the CC's
+// frame on. The host is asked to take the new value (a parameter change request; hosts that
+// read the processor's output changes show it, pedalboard's JUCE 7 does not). The VST3
+// wrapper offers only the CCs some preset maps (patched, plugin/CMakeLists.txt).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -67,6 +70,7 @@ constexpr std::int64_t kRestartBackoffMs = 5000;
 constexpr std::int64_t kActiveWindowMs = 1000;  // run() called this recently: the host is running us
 constexpr std::int64_t kIdleReleaseMs = 5000;   // no run() for this long: give the stream back
 constexpr int kVst3ProcessModeOffline = 2;  // V3_OFFLINE
+constexpr int kMidiCcMax = 127;
 
 std::uint32_t wet_latency_samples_at(double sample_rate) {
   return static_cast<std::uint32_t>(std::ceil(speakup::info::kEngineLatencyBoundMs * sample_rate / 1000.0));
@@ -145,7 +149,29 @@ class SpeakUpPlugin : public Plugin {
   void sampleRateChanged(double sample_rate) override { resize(sample_rate); }
   void bufferSizeChanged(uint32_t) override { resize(getSampleRate()); }
 
+#if DISTRHO_PLUGIN_WANT_MIDI_INPUT
+  void run(const float** inputs, float** outputs, uint32_t frames, const MidiEvent* events,
+           uint32_t event_count) override {
+    uint32_t done = 0;
+    for (uint32_t e = 0; e < event_count; ++e) {  // DPF hands them over sorted by frame
+      const uint32_t frame = std::min(events[e].frame, frames);
+      if (frame > done) {
+        run_span(inputs, outputs, done, frame - done);
+        done = frame;
+      }
+      apply_midi(events[e]);
+    }
+    if (done < frames || frames == 0) run_span(inputs, outputs, done, frames - done);
+  }
+#else
   void run(const float** inputs, float** outputs, uint32_t frames) override {
+    run_span(inputs, outputs, 0, frames);
+  }
+#endif
+
+ private:
+  /// Audio thread: processes frames [offset, offset + frames) of the host's buffers.
+  void run_span(const float** inputs, float** outputs, uint32_t offset, uint32_t frames) {
     processing_started_.store(true, std::memory_order_release);
     runs_.fetch_add(1, std::memory_order_relaxed);
     if (released_.exchange(false, std::memory_order_acq_rel)) session_ok_ = false;
@@ -166,16 +192,32 @@ class SpeakUpPlugin : public Plugin {
       const float* in[kChannels];
       float* out[kChannels];
       for (uint32_t c = 0; c < kChannels; ++c) {
-        in[c] = inputs[c] + done;
-        out[c] = outputs[c] + done;
+        in[c] = inputs[c] + offset + done;
+        out[c] = outputs[c] + offset + done;
       }
       run_block(in, out, n);
       done += n;
     }
   }
 
- private:
   // ---- audio thread ----------------------------------------------------------------
+
+#if DISTRHO_PLUGIN_WANT_MIDI_INPUT
+  /// A control change through the current program's MIDI map; other messages are ignored.
+  void apply_midi(const MidiEvent& event) {
+    constexpr uint8_t kControlChange = 0xB0;
+    if (event.size != 3 || (event.data[0] & 0xF0) != kControlChange) return;
+    const int slot = speakup::info::midi_cc_slot(event.data[1]);
+    const uint32_t program = program_.load(std::memory_order_relaxed);
+    if (slot < 0 || program >= kProgramCount) return;
+    const int target = kPrograms[program].midi_targets[slot];
+    if (target < 0) return;
+    const auto index = static_cast<uint32_t>(target);
+    const float value = speakup::info::plain_from_normalised(kParams[index], event.data[2] / float(kMidiCcMax));
+    setParameterValue(index, value);
+    requestParameterValueChange(index, value);  // the wrapper reports getParameterValue(index) to the host
+  }
+#endif
 
   void run_block(const float** in, float** out, uint32_t n) {
     delay_dry(in, n);  // dry_[c][0..n): the input L frames ago

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pedalboard
@@ -26,7 +27,7 @@ from synthetic import noisy_speech, silence
 from speakup_fx import Board, SpeakUp
 from speakup_fx._native import SharedMemory, bridge_segment_prefix
 from speakup_fx.params import PARAMS, default_params
-from speakup_fx.presets import load_preset
+from speakup_fx.presets import list_presets, load_preset
 from speakup_fx.server.install import install_plugin
 
 SAMPLE_RATE = 48000
@@ -127,6 +128,42 @@ def test_an_instance_with_no_program_loaded_runs_the_default_chain(environment):
     assert np.abs(rendered - SpeakUp()(audio, SAMPLE_RATE, buffer_size=512)).max() <= TOLERANCE
 
 
+def send_control_change(plugin, cc: int, value: int) -> None:
+    """What a DAW does with an incoming CC: it changes the parameter the plugin's IMidiMapping names.
+
+    pedalboard passes MIDI to instruments only, so the test plays that part itself: it sets the
+    hidden "MIDI CC <n>" parameter (pedalboard lists only named parameters; ``_parameters`` has all).
+    """
+    (parameter,) = [p for p in plugin._parameters if p.name == f"MIDI CC {cc}"]
+    parameter.raw_value = value / 127
+
+
+def test_midi_cc_drives_parameters_through_the_program_midi_map_as_handle_midi_does(environment):
+    bundle, _ = environment
+    audio = speech(1.0)
+    controls = {1: 20, 2: 127, 11: 90}  # podcast: denoise_amount, dereverb_amount, mix
+    plugin = load(bundle)
+    for cc, value in controls.items():
+        send_control_change(plugin, cc, value)
+    rendered = plugin(audio, SAMPLE_RATE, buffer_size=512)
+    expected_effect = SpeakUp(PRESET)
+    for cc, value in controls.items():
+        expected_effect.handle_midi(SimpleNamespace(type="control_change", control=cc, value=value, channel=0))
+    assert expected_effect.denoise_amount != SpeakUp(PRESET).denoise_amount
+    expected = expected_effect(audio, SAMPLE_RATE, buffer_size=512)
+    assert np.abs(rendered - expected).max() <= TOLERANCE
+    untouched = SpeakUp(PRESET)(audio, SAMPLE_RATE, buffer_size=512)
+    assert np.abs(rendered - untouched).max() > 100 * TOLERANCE  # the CCs changed the sound
+
+
+def test_the_vst3_wrapper_offers_only_the_mapped_midi_ccs(environment):
+    bundle, _ = environment
+    plugin = pedalboard.load_plugin(str(bundle))
+    offered = sorted(int(p.name.split()[-1]) for p in plugin._parameters if p.name.startswith("MIDI CC "))
+    mapped = sorted({cc for name in list_presets() for cc in load_preset(name).midi_map})
+    assert offered == mapped
+
+
 # An instance in another process (same HOME and runtime dir, inherited from the test).
 OTHER_PROCESS = """
 import sys
@@ -209,8 +246,8 @@ def test_in_real_time_a_killed_server_gives_aligned_dry_output_without_blocking_
     """The LADSPA build of the same plugin in a paced host: DPF's LADSPA wrapper is never offline."""
     bundle, runtime = environment
     build_bin = plugin_bundles()["SpeakUp"].parent
-    module = bundle / "Contents" / "x86_64-linux" / "SpeakUp-ladspa.so"  # beside the recorded interpreter
-    shutil.copy(build_bin / "SpeakUp-ladspa.so", module)
+    module = bundle / "Contents" / "x86_64-linux" / "SpeakUpRealtime-ladspa.so"  # beside the recorded interpreter
+    shutil.copy(build_bin / "SpeakUpRealtime-ladspa.so", module)
     values = {**default_params(), **load_preset(PRESET).params}
     seconds, period_s = 12, 256 / SAMPLE_RATE
     host = subprocess.Popen(
