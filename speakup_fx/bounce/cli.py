@@ -20,6 +20,7 @@ from types import FrameType
 from speakup_fx.bounce.batch import BounceError, bounce
 from speakup_fx.bounce.pipeline import DEFAULT_PRESET
 from speakup_fx.bounce.progress import ProgressReporter
+from speakup_fx.bounce.via_plugin import via_plugin_effect
 from speakup_fx.media import BIT_DEPTHS, OUTPUT_FORMATS
 from speakup_fx.presets import parse_assignment
 
@@ -62,12 +63,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--report", help="before/after spectrograms and loudness: a .png (one input) or a folder")
     parser.add_argument("--device", help="torch device for the neural engine, e.g. cpu or cuda:0 (default: automatic)")
+    parser.add_argument(
+        "--via-plugin",
+        action="store_true",
+        help="render through the installed SpeakUp VST3 (speakup install-plugin): exactly what a DAW produces",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``speakup bounce``; returns the exit code (see the module docstring)."""
     try:
         overrides = dict(parse_assignment(text) for text in args.set)
+    except ValueError as error:
+        logger.error("%s", error)
+        return EXIT_BAD
+    try:
+        effect = via_plugin_effect(args.preset, overrides) if args.via_plugin else None
     except ValueError as error:
         logger.error("%s", error)
         return EXIT_BAD
@@ -87,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 strict=args.strict,
                 report=args.report,
                 device=args.device,
+                effect=effect,
                 progress=progress,
             )
     except (Interrupted, KeyboardInterrupt) as stop:

@@ -20,11 +20,13 @@ from types import SimpleNamespace
 import numpy as np
 import pedalboard
 import pytest
+import soundfile
 from pedalboard import Compressor, HighpassFilter, Pedalboard
 from plugin_build import REPO_ROOT, plugin_bundles
 from synthetic import noisy_speech, silence
 
 from speakup_fx import Board, SpeakUp
+from speakup_fx.cli import main
 from speakup_fx._native import SharedMemory, bridge_segment_prefix
 from speakup_fx.params import PARAMS, default_params
 from speakup_fx.presets import list_presets, load_preset
@@ -162,6 +164,25 @@ def test_the_vst3_wrapper_offers_only_the_mapped_midi_ccs(environment):
     offered = sorted(int(p.name.split()[-1]) for p in plugin._parameters if p.name.startswith("MIDI CC "))
     mapped = sorted({cc for name in list_presets() for cc in load_preset(name).midi_map})
     assert offered == mapped
+
+
+def test_bounce_via_plugin_equals_the_python_bounce(environment, tmp_path):
+    """``speakup bounce --via-plugin`` renders through the installed bundle (HOME/.vst3), latency trimmed."""
+    source = tmp_path / "speech.wav"
+    audio = speech(1.0)
+    soundfile.write(source, audio.T, SAMPLE_RATE, subtype="FLOAT")
+    # loudness off: with it on, the Python bounce runs its chain without the limiter (the loudness
+    # pass limits once), while the plugin's program keeps the limiter a DAW plays.
+    common = [str(source), "--preset", PRESET, "--set", "loudness=false", "--bit-depth", "32f"]
+    for name, extra in [("python", []), ("plugin", ["--via-plugin"]), ("default", [])]:
+        override = [] if name == "default" else ["--set", "presence_db=5"]
+        assert main(["bounce", *common, *override, *extra, "-o", str(tmp_path / f"{name}.wav")]) == 0
+    python_path, via_plugin, default = (
+        soundfile.read(tmp_path / f"{name}.wav", dtype="float32")[0] for name in ("python", "plugin", "default")
+    )
+    assert via_plugin.shape == python_path.shape == audio.T.shape
+    assert np.abs(via_plugin - python_path).max() <= TOLERANCE
+    assert np.abs(via_plugin - default).max() > 100 * TOLERANCE  # --set reached the plugin
 
 
 # An instance in another process (same HOME and runtime dir, inherited from the test).
