@@ -7,6 +7,7 @@
 #define DISTRHO_PLUGIN_IS_RT_SAFE 1
 #define DISTRHO_PLUGIN_WANT_LATENCY 1
 #define DISTRHO_PLUGIN_WANT_PROGRAMS 1
+#define DISTRHO_PLUGIN_WANT_TIMEPOS 1  // an offline render starts with the transport
 
 // MIDI CC input drives parameters through the current program's MIDI map; the plugin then asks
 // the host to take the new value (a parameter change request). Off only in the tests' LADSPA

@@ -25,9 +25,11 @@
 //
 // Offline rendering: DPF's VST3 wrapper ignores the host's process mode, so the build
 // patches it (plugin/CMakeLists.txt) to call speakup_vst3_set_process_mode() from
-// setupProcessing(). Offline, run() waits for the server's output (bounded: as long as
-// the server's heartbeat advances, plus kServerStartTimeoutMs for it to come up) so a
-// bounce is exact; a dead server still yields the dry signal, never a hang.
+// setupProcessing() and process() (Ardour says "offline" only in the latter). Offline, run()
+// waits for the server's output (bounded: as long as the server's heartbeat advances, plus
+// kServerStartTimeoutMs for it to come up) so a bounce is exact; a dead server still yields
+// the dry signal, never a hang. An offline render starts a fresh stream when the host's
+// transport starts, so it does not depend on what the instance processed before.
 //
 // MIDI: a control change drives the parameter the current program's MIDI map names (the
 // preset's [midi] table; none before a program is loaded), over its range as
@@ -96,6 +98,7 @@ class SpeakUpPlugin : public Plugin {
 
   ~SpeakUpPlugin() override { stop_worker(); }
 
+  /// From the host's process mode (setupProcessing, and every process() call).
   void set_offline(bool offline) { offline_.store(offline); }
 
  protected:
@@ -175,6 +178,16 @@ class SpeakUpPlugin : public Plugin {
     processing_started_.store(true, std::memory_order_release);
     runs_.fetch_add(1, std::memory_order_relaxed);
     if (released_.exchange(false, std::memory_order_acq_rel)) session_ok_ = false;
+    // A DAW does not reset its plugins for an export, and runs them (silence, stopped transport)
+    // for a while before: an offline render gets a fresh stream when the transport starts, so
+    // what it renders does not depend on what the plugin processed before.
+    const bool playing = getTimePosition().playing;
+    if (playing && !was_playing_ && offline_.load(std::memory_order_relaxed) && current_ != nullptr) {
+      session_ok_ = false;  // the worker opens a fresh stream; the dry path starts from silence too
+      reconnect_.store(true, std::memory_order_release);
+      for (auto& line : delay_) std::fill(line.begin(), line.end(), 0.0f);
+    }
+    was_playing_ = playing;
     if (offline_.load(std::memory_order_relaxed) && (current_ == nullptr || !session_ok_)) {
       // A bounce must not run ahead of its stream: the worker makes one within ~10 ms of the
       // first run() call, or of a failed session, when a server runs or is starting (and
@@ -489,6 +502,7 @@ class SpeakUpPlugin : public Plugin {
   uint32_t max_block_ = 32;
   std::uint64_t host_frames_ = 0, session_start_ = 0, received_ = 0;
   bool session_ok_ = false;
+  bool was_playing_ = false;  // the host's transport, at the last run()
   float gain_ = 0.0f;
   Segment* current_ = nullptr;
 

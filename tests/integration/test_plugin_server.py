@@ -7,7 +7,6 @@ pedalboard renders offline, so the plugin waits for its server and bounces are e
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import signal
@@ -22,7 +21,7 @@ import pedalboard
 import pytest
 import soundfile
 from pedalboard import Compressor, HighpassFilter, Pedalboard
-from plugin_build import REPO_ROOT, plugin_bundles
+from plugin_build import REPO_ROOT, environment, plugin_bundles, serving_processes  # noqa: F401 (fixture)
 from synthetic import noisy_speech, silence
 
 from speakup_fx import Board, SpeakUp
@@ -30,30 +29,10 @@ from speakup_fx.cli import main
 from speakup_fx._native import SharedMemory, bridge_segment_prefix
 from speakup_fx.params import PARAMS, default_params
 from speakup_fx.presets import list_presets, load_preset
-from speakup_fx.server.install import install_plugin
 
 SAMPLE_RATE = 48000
 PRESET = "podcast"  # classic engine
 TOLERANCE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def environment(tmp_path_factory):
-    """HOME with the installed bundle and a private runtime dir; the server is stopped afterwards."""
-    bundles = plugin_bundles()
-    home = tmp_path_factory.mktemp("home")
-    runtime = tmp_path_factory.mktemp("run")
-    runtime.chmod(0o700)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HOME", str(home))
-        patch.setenv("XDG_RUNTIME_DIR", str(runtime))
-        install_plugin(bundles["SpeakUp"], home / ".vst3")
-        yield home / ".vst3" / "SpeakUp.vst3", runtime / "speakup"
-        gc.collect()  # destroy the plugin instances first: a live instance restarts its server
-        for pid in serving_processes(runtime / "speakup"):
-            os.kill(pid, signal.SIGTERM)
-        for leftover in Path("/dev/shm").glob(bridge_segment_prefix() + "*"):  # instances never destroyed
-            leftover.unlink(missing_ok=True)
 
 
 def server_pid(directory: Path) -> int:
@@ -69,20 +48,6 @@ def process_alive(pid: int) -> bool:
         return False
     # A killed server stays a zombie only if we were its parent; we are not (setsid + sh).
     return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
-
-
-def serving_processes(runtime: Path) -> list[int]:
-    """Server processes whose runtime dir is this module's (there must be at most one)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"serve" in cmdline and b"speakup_fx.cli" in cmdline and f"XDG_RUNTIME_DIR={runtime.parent}".encode() in environ:
-            found.append(int(proc.name))
-    return found
 
 
 def header_constant(name: str) -> int:
