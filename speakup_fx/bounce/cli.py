@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         logger.error("%s", error)
         return EXIT_BAD
     try:
-        effect = via_plugin_effect(args.preset, overrides) if args.via_plugin else None
+        effect = via_plugin_effect(args.preset, overrides, args.device) if args.via_plugin else None
     except ValueError as error:
         logger.error("%s", error)
         return EXIT_BAD

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,8 +67,8 @@ class PluginEffect:
                 "(cmake -DSPEAKUP_BUILD_PLUGIN=ON) and run: speakup install-plugin SpeakUp.vst3 SpeakUpMono.vst3"
             )
         self._preset = preset
-        self._plugins: dict[int, object] = {}
-        self._plugin: object | None = None  # the variant of the current stream
+        self._plugins: dict[int, Any] = {}  # pedalboard ExternalPlugin per channel count
+        self._plugin: Any = None  # the variant of the current stream
         self._new_stream = True
 
     @property
@@ -97,7 +98,7 @@ class PluginEffect:
         """The next call starts a new stream (the plugin clears its state)."""
         self._new_stream = True
 
-    def _variant(self, channels: int) -> object:
+    def _variant(self, channels: int) -> Any:
         """The plugin for ``channels``, loaded once with the program and parameters set."""
         if channels not in BUNDLE_NAMES:
             raise ValueError(f"--via-plugin: the plugin takes mono or stereo audio, not {channels} channels")
@@ -105,7 +106,7 @@ class PluginEffect:
             self._plugins[channels] = self._load(self._folder / BUNDLE_NAMES[channels])
         return self._plugins[channels]
 
-    def _load(self, bundle: Path) -> object:
+    def _load(self, bundle: Path) -> Any:
         import pedalboard
 
         if not bundle.is_dir():
@@ -120,6 +121,11 @@ class PluginEffect:
         return plugin
 
 
-def via_plugin_effect(preset: str | Path, overrides: dict[str, object]) -> PluginEffect:
-    """``bounce --via-plugin``'s effect: ``preset`` (a name or .toml file) with ``overrides``; ``ValueError`` as ``PluginEffect``."""
+def via_plugin_effect(preset: str | Path, overrides: dict[str, object], device: str | None = None) -> PluginEffect:
+    """``bounce --via-plugin``'s effect: ``preset`` (a name or .toml file) with ``overrides``; ``ValueError`` as ``PluginEffect``.
+
+    ``device`` must be None: the model server chooses its device, not the bounce.
+    """
+    if device is not None:
+        raise ValueError("--device does not apply to --via-plugin: the plugin's model server chooses its device")
     return PluginEffect(load_preset(preset).with_overrides(overrides))

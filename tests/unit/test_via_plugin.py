@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from speakup_fx.bounce.via_plugin import PluginEffect
+from speakup_fx.bounce.via_plugin import PluginEffect, via_plugin_effect
 from speakup_fx.cli import main
 from speakup_fx.presets import Preset, load_preset
 
@@ -34,3 +34,8 @@ def test_changing_a_chain_option_of_the_program_is_refused_but_loudness_is_the_b
     with pytest.raises(ValueError, match="chain options cannot be changed \\(compressor=False\\)"):
         PluginEffect(load_preset("podcast").with_overrides({"compressor": "false"}), vst3_folder=tmp_path)
     PluginEffect(load_preset("podcast").with_overrides({"loudness": "false"}), vst3_folder=tmp_path)
+
+
+def test_device_is_refused_with_via_plugin():
+    with pytest.raises(ValueError, match="--device does not apply to --via-plugin"):
+        via_plugin_effect("podcast", {}, device="cpu")
