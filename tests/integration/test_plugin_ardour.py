@@ -5,10 +5,11 @@ ardour7-lua (dummy backend) creates a session with a stereo speech track and Spe
 compensated by Ardour). The export must equal the Python effect within 1e-4, given what
 Ardour feeds the plugin. An offline render gets a fresh stream when the transport starts
 (plugin/SpeakUpPlugin.cpp); Ardour starts its transport for an export with a latency
-pre-roll, so the track hands the plugin ARDOUR_PREROLL_FRAMES of silence before the session
-start (measured with a debug build: the transport starts at project frame -5888, and the
-track feeds the plugin its input 5072 frames, the plugin's latency at 48 kHz, ahead). A
-different Ardour (version, buffer size) fails this test loudly rather than passing by chance.
+pre-roll, so the track hands the plugin some silence before the session
+start: the transport starts at project frame -ARDOUR_TRANSPORT_START_FRAMES (measured with a
+debug build of the plugin), and the track feeds the plugin its input ahead by the latency
+the plugin reports. A different Ardour (version, buffer size) or plugin latency may move
+the transport start: this test then fails loudly rather than passing by chance.
 
 What Ardour 7.3 cannot do here, and what the test does instead:
 - its Lua API has no file import without the GUI (Editor:do_import), so the session records
@@ -49,7 +50,7 @@ SAMPLE_RATE = 48000
 PRESET = list_presets()[0]  # program 0 (see the module docstring)
 TOLERANCE = 1e-4
 TAKE_SECONDS = 1.5
-ARDOUR_PREROLL_FRAMES = 5888 - 5072
+ARDOUR_TRANSPORT_START_FRAMES = 5888
 LEAD_IN_S = 0.1  # Ardour fades a region's first and last 64 frames: keep speech away from the edges
 
 
@@ -78,6 +79,7 @@ def test_ardour_exports_the_session_with_speakup_equal_to_the_python_effect(envi
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert setup.returncode == 0 and "latency" in setup.stdout, setup.stdout + setup.stderr
+    latency = int(setup.stdout.split("latency")[1].split()[0])  # as Ardour reads it from the plugin
 
     takes = sorted(session.glob("interchange/*/audiofiles/Take1_speech-1%*.wav"))
     assert [take.name[-6:] for take in takes] == ["%L.wav", "%R.wav"]
@@ -96,8 +98,9 @@ def test_ardour_exports_the_session_with_speakup_equal_to_the_python_effect(envi
     rendered, rate = soundfile.read(exported, dtype="float32", always_2d=True)
     assert rate == SAMPLE_RATE and rendered.shape == (frames, 2)
 
-    fed = np.concatenate([np.zeros((2, ARDOUR_PREROLL_FRAMES), np.float32), audio], axis=1)
-    expected = Board([SpeakUp(PRESET)])(fed, SAMPLE_RATE)[:, ARDOUR_PREROLL_FRAMES:]
+    preroll = ARDOUR_TRANSPORT_START_FRAMES - latency  # silence the plugin sees before the session start
+    fed = np.concatenate([np.zeros((2, preroll), np.float32), audio], axis=1)
+    expected = Board([SpeakUp(PRESET)])(fed, SAMPLE_RATE)[:, preroll:]
     assert np.abs(rendered.T - expected).max() <= TOLERANCE
     assert np.abs(rendered.T - audio).max() > 100 * TOLERANCE  # the server enhanced it
 
