@@ -8,7 +8,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 $SUDO apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  cmake g++ make python3-venv python3-dev espeak-ng dpf-source ardour >/dev/null  # ardour: a DAW for the plugin test (~1 min)
+  cmake g++ make python3-venv python3-dev espeak-ng dpf-source >/dev/null
 
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
