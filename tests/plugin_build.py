@@ -91,3 +91,14 @@ def serving_processes(runtime: Path) -> list[int]:
         if b"serve" in cmdline and b"speakup_fx.cli" in cmdline and f"XDG_RUNTIME_DIR={runtime.parent}".encode() in environ:
             found.append(int(proc.name))
     return found
+
+
+def header_constant(name: str) -> int:
+    """A constant of plugin/generated/SpeakUpInfo.hpp."""
+    header = (REPO_ROOT / "plugin" / "generated" / "SpeakUpInfo.hpp").read_text()
+    return int(header.split(f"{name} = ")[1].split(";")[0])
+
+
+def reported_latency(sample_rate: int) -> int:
+    """The latency the plugin reports at ``sample_rate`` (plugin/generate_header.py)."""
+    return -(-header_constant("kEngineLatencyBoundMs") * sample_rate // 1000) + header_constant("kBridgeBlockFrames")

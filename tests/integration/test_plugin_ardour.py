@@ -8,7 +8,8 @@ Ardour feeds the plugin. An offline render gets a fresh stream when the transpor
 pre-roll, so the track hands the plugin some silence before the session
 start: the transport starts at project frame -ARDOUR_TRANSPORT_START_FRAMES (measured with a
 debug build of the plugin), and the track feeds the plugin its input ahead by the latency
-the plugin reports. A different Ardour (version, buffer size) or plugin latency may move
+the plugin reports (Ardour printed the plugin latency read before activation in some runs, so
+the test computes it as the plugin does). A different Ardour (version, buffer size) or plugin latency may move
 the transport start: this test then fails loudly rather than passing by chance.
 
 What Ardour 7.3 cannot do here, and what the test does instead:
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from plugin_build import environment  # noqa: F401 (fixture)
+from plugin_build import environment, reported_latency  # noqa: F401 (fixture)
 from synthetic import noisy_speech, silence
 
 from speakup_fx import Board, SpeakUp
@@ -41,9 +42,10 @@ from speakup_fx.presets import list_presets, load_preset
 ARDOUR_LUA = shutil.which("ardour7-lua")
 ARDOUR_EXPORT = shutil.which("ardour7-export")
 VST3_SCANNER = Path("/usr/lib/ardour7/ardour-vst3-scanner")
-# Opt-in (-m slow): about 1 run in 6 on a loaded machine exports a render that differs from
-# the Python effect (max 7e-3); the server log of such a run shows three streams for the one
-# render, two of them at once, so a stream was replaced during the export. Cause not found yet.
+# Opt-in (-m slow): about 1 run in 6 on this loaded machine fails, in one of two ways not
+# understood yet: ardour7-export writes the file but exits non-zero, or the render differs from
+# the Python effect (max 7e-3) although the plugin starts its stream at the same host frame and
+# the saved plugin state holds the same program and parameters as in passing runs.
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -85,7 +87,6 @@ def test_ardour_exports_the_session_with_speakup_equal_to_the_python_effect(envi
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert setup.returncode == 0 and "latency" in setup.stdout, setup.stdout + setup.stderr
-    latency = int(setup.stdout.split("latency")[1].split()[0])  # as Ardour reads it from the plugin
 
     takes = sorted(session.glob("interchange/*/audiofiles/Take1_speech-1%*.wav"))
     assert [take.name[-6:] for take in takes] == ["%L.wav", "%R.wav"]
@@ -104,7 +105,7 @@ def test_ardour_exports_the_session_with_speakup_equal_to_the_python_effect(envi
     rendered, rate = soundfile.read(exported, dtype="float32", always_2d=True)
     assert rate == SAMPLE_RATE and rendered.shape == (frames, 2)
 
-    preroll = ARDOUR_TRANSPORT_START_FRAMES - latency  # silence the plugin sees before the session start
+    preroll = ARDOUR_TRANSPORT_START_FRAMES - reported_latency(SAMPLE_RATE)  # silence the plugin sees before the session start
     fed = np.concatenate([np.zeros((2, preroll), np.float32), audio], axis=1)
     expected = Board([SpeakUp(PRESET)])(fed, SAMPLE_RATE)[:, preroll:]
     assert np.abs(rendered.T - expected).max() <= TOLERANCE

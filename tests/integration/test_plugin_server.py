@@ -21,7 +21,7 @@ import pedalboard
 import pytest
 import soundfile
 from pedalboard import Compressor, HighpassFilter, Pedalboard
-from plugin_build import REPO_ROOT, environment, plugin_bundles, serving_processes  # noqa: F401 (fixture)
+from plugin_build import environment, header_constant, plugin_bundles, reported_latency, serving_processes  # noqa: F401 (fixture)
 from synthetic import noisy_speech, silence
 
 from speakup_fx import Board, SpeakUp
@@ -50,17 +50,8 @@ def process_alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
 
 
-def header_constant(name: str) -> int:
-    header = (REPO_ROOT / "plugin" / "generated" / "SpeakUpInfo.hpp").read_text()
-    return int(header.split(f"{name} = ")[1].split(";")[0])
-
-
 def bridge_block_frames() -> int:
     return header_constant("kBridgeBlockFrames")
-
-
-def reported_latency() -> int:
-    return -(-header_constant("kEngineLatencyBoundMs") * SAMPLE_RATE // 1000) + bridge_block_frames()
 
 
 def speech(seconds: float) -> np.ndarray:
@@ -202,7 +193,7 @@ def test_a_foreign_segment_with_a_plugin_name_is_refused_and_serving_goes_on(env
 def test_killing_the_server_mid_stream_gives_aligned_dry_output_then_enhancement_resumes(environment):
     bundle, runtime = environment
     plugin = load(bundle)
-    latency = reported_latency()
+    latency = reported_latency(SAMPLE_RATE)
     chunk = noisy_speech(1.0, SAMPLE_RATE, channels=2, seed=5)  # no silence: the kill lands in speech
     enhanced = plugin.process(chunk, SAMPLE_RATE, buffer_size=512, reset=False)
     trimmed = chunk.shape[1] - enhanced.shape[1]  # pedalboard may hold back leading output of a stream
@@ -250,7 +241,7 @@ def test_in_real_time_a_killed_server_gives_aligned_dry_output_without_blocking_
     os.kill(server_pid(runtime), signal.SIGKILL)  # ... then the server dies mid-stream
     stdout, stderr = host.communicate(timeout=seconds + 60)
     assert host.returncode == 0, stderr
-    latency = reported_latency()
+    latency = reported_latency(SAMPLE_RATE)
     assert stdout.split() == ["latency", str(latency)]
 
     audio_in = np.fromfile(tmp_path / "take.in", np.float32).reshape(2, -1)
