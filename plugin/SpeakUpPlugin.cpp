@@ -25,13 +25,18 @@
 //
 // Offline rendering: DPF's VST3 wrapper ignores the host's process mode, so the build
 // patches it (plugin/CMakeLists.txt) to call speakup_vst3_set_process_mode() from
-// setupProcessing(). Offline, run() waits for the server's output (bounded: as long as
-// the server's heartbeat advances, plus kServerStartTimeoutMs for it to come up) so a
-// bounce is exact; a dead server still yields the dry signal, never a hang.
+// setupProcessing() and process() (Ardour says "offline" only in the latter). Offline, run()
+// waits for the server's output (bounded: as long as the server's heartbeat advances, plus
+// kServerStartTimeoutMs for it to come up) so a bounce is exact; a dead server still yields
+// the dry signal, never a hang. An offline render starts a fresh stream when the host's
+// transport starts, so it does not depend on what the instance processed before.
 //
-// MIDI: none yet. DPF 1.6's VST3 wrapper turns MIDI CC input into 16 x 130 hidden
-// parameters, and pedalboard then needs ~30 s to load the plugin; MIDI CC through the
-// presets' maps needs a wrapper patch that exposes only the mapped CCs.
+// MIDI: a control change drives the parameter the current program's MIDI map names (the
+// preset's [midi] table; none before a program is loaded), over its range as
+// SpeakUp.handle_midi does (plain_from_normalised(value / 127), generated), from the CC's
+// frame on. The host is asked to take the new value (a parameter change request; hosts that
+// read the processor's output changes show it, pedalboard's JUCE 7 does not). The VST3
+// wrapper offers only the CCs some preset maps (patched, plugin/CMakeLists.txt).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -67,6 +72,7 @@ constexpr std::int64_t kRestartBackoffMs = 5000;
 constexpr std::int64_t kActiveWindowMs = 1000;  // run() called this recently: the host is running us
 constexpr std::int64_t kIdleReleaseMs = 5000;   // no run() for this long: give the stream back
 constexpr int kVst3ProcessModeOffline = 2;  // V3_OFFLINE
+constexpr int kMidiCcMax = 127;
 
 std::uint32_t wet_latency_samples_at(double sample_rate) {
   return static_cast<std::uint32_t>(std::ceil(speakup::info::kEngineLatencyBoundMs * sample_rate / 1000.0));
@@ -92,6 +98,7 @@ class SpeakUpPlugin : public Plugin {
 
   ~SpeakUpPlugin() override { stop_worker(); }
 
+  /// From the host's process mode (setupProcessing, and every process() call).
   void set_offline(bool offline) { offline_.store(offline); }
 
  protected:
@@ -145,10 +152,42 @@ class SpeakUpPlugin : public Plugin {
   void sampleRateChanged(double sample_rate) override { resize(sample_rate); }
   void bufferSizeChanged(uint32_t) override { resize(getSampleRate()); }
 
+#if DISTRHO_PLUGIN_WANT_MIDI_INPUT
+  void run(const float** inputs, float** outputs, uint32_t frames, const MidiEvent* events,
+           uint32_t event_count) override {
+    uint32_t done = 0;
+    for (uint32_t e = 0; e < event_count; ++e) {  // DPF hands them over sorted by frame
+      const uint32_t frame = std::min(events[e].frame, frames);
+      if (frame > done) {
+        run_span(inputs, outputs, done, frame - done);
+        done = frame;
+      }
+      apply_midi(events[e]);
+    }
+    if (done < frames || frames == 0) run_span(inputs, outputs, done, frames - done);
+  }
+#else
   void run(const float** inputs, float** outputs, uint32_t frames) override {
+    run_span(inputs, outputs, 0, frames);
+  }
+#endif
+
+ private:
+  /// Audio thread: processes frames [offset, offset + frames) of the host's buffers.
+  void run_span(const float** inputs, float** outputs, uint32_t offset, uint32_t frames) {
     processing_started_.store(true, std::memory_order_release);
     runs_.fetch_add(1, std::memory_order_relaxed);
     if (released_.exchange(false, std::memory_order_acq_rel)) session_ok_ = false;
+    // A DAW does not reset its plugins for an export, and runs them (silence, stopped transport)
+    // for a while before: an offline render gets a fresh stream when the transport starts, so
+    // what it renders does not depend on what the plugin processed before.
+    const bool playing = getTimePosition().playing;
+    if (playing && !was_playing_ && offline_.load(std::memory_order_relaxed) && current_ != nullptr) {
+      session_ok_ = false;  // the worker opens a fresh stream; the dry path starts from silence too
+      reconnect_.store(true, std::memory_order_release);
+      for (auto& line : delay_) std::fill(line.begin(), line.end(), 0.0f);
+    }
+    was_playing_ = playing;
     if (offline_.load(std::memory_order_relaxed) && (current_ == nullptr || !session_ok_)) {
       // A bounce must not run ahead of its stream: the worker makes one within ~10 ms of the
       // first run() call, or of a failed session, when a server runs or is starting (and
@@ -166,16 +205,32 @@ class SpeakUpPlugin : public Plugin {
       const float* in[kChannels];
       float* out[kChannels];
       for (uint32_t c = 0; c < kChannels; ++c) {
-        in[c] = inputs[c] + done;
-        out[c] = outputs[c] + done;
+        in[c] = inputs[c] + offset + done;
+        out[c] = outputs[c] + offset + done;
       }
       run_block(in, out, n);
       done += n;
     }
   }
 
- private:
   // ---- audio thread ----------------------------------------------------------------
+
+#if DISTRHO_PLUGIN_WANT_MIDI_INPUT
+  /// A control change through the current program's MIDI map; other messages are ignored.
+  void apply_midi(const MidiEvent& event) {
+    constexpr uint8_t kControlChange = 0xB0;
+    if (event.size != 3 || (event.data[0] & 0xF0) != kControlChange) return;
+    const int slot = speakup::info::midi_cc_slot(event.data[1]);
+    const uint32_t program = program_.load(std::memory_order_relaxed);
+    if (slot < 0 || program >= kProgramCount) return;
+    const int target = kPrograms[program].midi_targets[slot];
+    if (target < 0) return;
+    const auto index = static_cast<uint32_t>(target);
+    const float value = speakup::info::plain_from_normalised(kParams[index], event.data[2] / float(kMidiCcMax));
+    setParameterValue(index, value);
+    requestParameterValueChange(index, value);  // the wrapper reports getParameterValue(index) to the host
+  }
+#endif
 
   void run_block(const float** in, float** out, uint32_t n) {
     delay_dry(in, n);  // dry_[c][0..n): the input L frames ago
@@ -447,6 +502,7 @@ class SpeakUpPlugin : public Plugin {
   uint32_t max_block_ = 32;
   std::uint64_t host_frames_ = 0, session_start_ = 0, received_ = 0;
   bool session_ok_ = false;
+  bool was_playing_ = false;  // the host's transport, at the last run()
   float gain_ = 0.0f;
   Segment* current_ = nullptr;
 

@@ -1,16 +1,22 @@
-"""CMake builds for the tests: the tool finder, and the VST3 bundles built once per session
-into build/plugin-tests (ignored by git; incremental, so later sessions only re-link what changed)."""
+"""CMake builds for the tests: the tool finder, the VST3 bundles built once per session into
+build/plugin-tests (ignored by git; incremental, so later sessions only re-link what changed),
+and ``environment``: a private HOME with the bundle installed and a private runtime dir."""
 
 from __future__ import annotations
 
 import functools
+import gc
 import os
+import signal
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from speakup_fx._native import bridge_segment_prefix
+from speakup_fx.server.install import install_plugin
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_DIR = REPO_ROOT / "build" / "plugin-tests"
@@ -46,9 +52,53 @@ def _build() -> str:
 def plugin_bundles() -> dict[str, Path]:
     """{"SpeakUp": stereo bundle, "SpeakUpMono": mono bundle}; skips the test where DPF or cmake is missing.
 
-    The same build holds SpeakUp-ladspa.so and realtime_host (plugin/tests/realtime_host.cpp).
+    The same build holds SpeakUpRealtime-ladspa.so and realtime_host (plugin/tests/realtime_host.cpp).
     """
     reason = _build()
     if reason:
         pytest.skip(reason)
     return {name: BUILD_DIR / "bin" / f"{name}.vst3" for name in ("SpeakUp", "SpeakUpMono")}
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory):
+    """HOME with the installed bundle and a private runtime dir; the server is stopped afterwards."""
+    bundles = plugin_bundles()
+    home = tmp_path_factory.mktemp("home")
+    runtime = tmp_path_factory.mktemp("run")
+    runtime.chmod(0o700)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        patch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        install_plugin(bundles["SpeakUp"], home / ".vst3")
+        yield home / ".vst3" / "SpeakUp.vst3", runtime / "speakup"
+        gc.collect()  # destroy the plugin instances first: a live instance restarts its server
+        for pid in serving_processes(runtime / "speakup"):
+            os.kill(pid, signal.SIGTERM)
+        for leftover in Path("/dev/shm").glob(bridge_segment_prefix() + "*"):  # instances never destroyed
+            leftover.unlink(missing_ok=True)
+
+
+def serving_processes(runtime: Path) -> list[int]:
+    """Server processes whose runtime dir is this module's (there must be at most one)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in cmdline and b"speakup_fx.cli" in cmdline and f"XDG_RUNTIME_DIR={runtime.parent}".encode() in environ:
+            found.append(int(proc.name))
+    return found
+
+
+def header_constant(name: str) -> int:
+    """A constant of plugin/generated/SpeakUpInfo.hpp."""
+    header = (REPO_ROOT / "plugin" / "generated" / "SpeakUpInfo.hpp").read_text()
+    return int(header.split(f"{name} = ")[1].split(";")[0])
+
+
+def reported_latency(sample_rate: int) -> int:
+    """The latency the plugin reports at ``sample_rate`` (plugin/generate_header.py)."""
+    return -(-header_constant("kEngineLatencyBoundMs") * sample_rate // 1000) + header_constant("kBridgeBlockFrames")

@@ -34,30 +34,56 @@ inline constexpr ParamInfo kParams[kParamCount] = {
     {"mix", 1.0f, 0.0f, 1.0f, "wet/dry mix (dry is delayed to stay aligned)"},
 };
 
+/// ParamSpec.from_normalised: the plain value at normalised (0..1) over the parameter's range.
+constexpr float plain_from_normalised(const ParamInfo& param, float normalised) {
+  return param.minimum + (param.maximum - param.minimum) * normalised;
+}
+
+/// The MIDI CC numbers some preset maps; the VST3 wrapper exposes only these (any channel).
+inline constexpr std::uint32_t kMidiCcCount = 3;
+inline constexpr std::uint8_t kMidiCcs[kMidiCcCount] = {1, 2, 11};
+
+/// The slot of CC `cc` in kMidiCcs, or -1 when no preset maps it.
+constexpr int midi_cc_slot(int cc) {
+  for (std::uint32_t slot = 0; slot < kMidiCcCount; ++slot) {
+    if (kMidiCcs[slot] == cc) return static_cast<int>(slot);
+  }
+  return -1;
+}
+
 struct ProgramInfo {
   const char* name;  // the preset's name
   const char* engine;  // its ChainOptions.engine
   float values[kParamCount];
+  std::int8_t midi_targets[kMidiCcCount];  // per kMidiCcs slot: the parameter index it drives, or -1
 };
 
 inline constexpr std::uint32_t kProgramCount = 8;
 inline constexpr ProgramInfo kPrograms[kProgramCount] = {
     {"audiobook-acx", "classic",
-     {1.0f, 0.6f, 80.0f, 1.0f, -40.0f, 4.0f, 30.0f, -2.0f, 1.0f, 1.0f, 0.8f, -22.0f, 2.5f, -3.5f, -20.0f, 0.0f, 1.0f}},
+     {1.0f, 0.6f, 80.0f, 1.0f, -40.0f, 4.0f, 30.0f, -2.0f, 1.0f, 1.0f, 0.8f, -22.0f, 2.5f, -3.5f, -20.0f, 0.0f, 1.0f},
+     {0, 1, 16}},
     {"bandwidth-extension", "classic",
-     {0.0f, 0.0f, 80.0f, 1.0f, -50.0f, 3.0f, 30.0f, -2.0f, 2.0f, 2.0f, 0.7f, -24.0f, 3.0f, -1.0f, -16.0f, 0.0f, 1.0f}},
+     {0.0f, 0.0f, 80.0f, 1.0f, -50.0f, 3.0f, 30.0f, -2.0f, 2.0f, 2.0f, 0.7f, -24.0f, 3.0f, -1.0f, -16.0f, 0.0f, 1.0f},
+     {-1, -1, -1}},
     {"broadcast-r128", "classic",
-     {0.8f, 0.5f, 80.0f, 1.0f, -50.0f, 3.0f, 30.0f, -2.0f, 2.0f, 2.0f, 0.8f, -24.0f, 2.0f, -1.0f, -23.0f, 0.0f, 1.0f}},
+     {0.8f, 0.5f, 80.0f, 1.0f, -50.0f, 3.0f, 30.0f, -2.0f, 2.0f, 2.0f, 0.8f, -24.0f, 2.0f, -1.0f, -23.0f, 0.0f, 1.0f},
+     {0, 1, 16}},
     {"lecture-room", "neural",
-     {0.8f, 1.0f, 100.0f, 1.0f, -50.0f, 3.0f, 30.0f, -4.0f, 3.0f, 2.0f, 0.9f, -24.0f, 3.0f, -1.0f, -16.0f, 0.0f, 1.0f}},
+     {0.8f, 1.0f, 100.0f, 1.0f, -50.0f, 3.0f, 30.0f, -4.0f, 3.0f, 2.0f, 0.9f, -24.0f, 3.0f, -1.0f, -16.0f, 0.0f, 1.0f},
+     {0, 1, 16}},
     {"podcast", "classic",
-     {0.8f, 0.5f, 80.0f, 1.0f, -50.0f, 3.0f, 30.0f, -2.0f, 3.0f, 2.0f, 0.9f, -24.0f, 3.0f, -1.0f, -16.0f, 0.0f, 1.0f}},
+     {0.8f, 0.5f, 80.0f, 1.0f, -50.0f, 3.0f, 30.0f, -2.0f, 3.0f, 2.0f, 0.9f, -24.0f, 3.0f, -1.0f, -16.0f, 0.0f, 1.0f},
+     {0, 1, 16}},
     {"restore", "neural",
-     {1.0f, 0.8f, 80.0f, 1.0f, -50.0f, 3.0f, 30.0f, -2.0f, 2.0f, 2.0f, 0.7f, -24.0f, 3.0f, -1.0f, -16.0f, 0.0f, 1.0f}},
+     {1.0f, 0.8f, 80.0f, 1.0f, -50.0f, 3.0f, 30.0f, -2.0f, 2.0f, 2.0f, 0.7f, -24.0f, 3.0f, -1.0f, -16.0f, 0.0f, 1.0f},
+     {0, 1, 16}},
     {"video-call-rescue", "neural",
-     {1.0f, 0.8f, 100.0f, 1.0f, -50.0f, 3.0f, 30.0f, -2.0f, 4.0f, 2.0f, 0.9f, -30.0f, 4.0f, -1.0f, -16.0f, 0.0f, 1.0f}},
+     {1.0f, 0.8f, 100.0f, 1.0f, -50.0f, 3.0f, 30.0f, -2.0f, 4.0f, 2.0f, 0.9f, -30.0f, 4.0f, -1.0f, -16.0f, 0.0f, 1.0f},
+     {0, 1, 16}},
     {"voice-over", "classic",
-     {0.9f, 0.6f, 80.0f, 1.0f, -50.0f, 3.0f, 30.0f, -3.0f, 3.0f, 3.0f, 0.7f, -28.0f, 4.0f, -1.0f, -16.0f, 0.0f, 1.0f}},
+     {0.9f, 0.6f, 80.0f, 1.0f, -50.0f, 3.0f, 30.0f, -3.0f, 3.0f, 3.0f, 0.7f, -28.0f, 4.0f, -1.0f, -16.0f, 0.0f, 1.0f},
+     {0, 1, 16}},
 };
 
 /// Upper bound of every program's engine latency, in milliseconds (see generate_header.py).

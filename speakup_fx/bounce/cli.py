@@ -20,6 +20,7 @@ from types import FrameType
 from speakup_fx.bounce.batch import BounceError, bounce
 from speakup_fx.bounce.pipeline import DEFAULT_PRESET
 from speakup_fx.bounce.progress import ProgressReporter
+from speakup_fx.bounce.via_plugin import via_plugin_effect
 from speakup_fx.media import BIT_DEPTHS, OUTPUT_FORMATS
 from speakup_fx.presets import parse_assignment
 from speakup_fx.runtime.device import thread_count
@@ -72,12 +73,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=thread_count, default=1,
         help="torch threads (default: 1, as `speakup spark bounce` uses: the same settings give the same bytes)",
     )  # fmt: skip
+    parser.add_argument(
+        "--via-plugin",
+        action="store_true",
+        help="render through the installed SpeakUp VST3 (speakup install-plugin): exactly what a DAW produces",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``speakup bounce``; returns the exit code (see the module docstring)."""
     try:
         overrides = dict(parse_assignment(text) for text in args.set)
+    except ValueError as error:
+        logger.error("%s", error)
+        return EXIT_BAD
+    try:
+        effect = via_plugin_effect(args.preset, overrides, args.device) if args.via_plugin else None
     except ValueError as error:
         logger.error("%s", error)
         return EXIT_BAD
@@ -101,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 strict=args.strict,
                 report=args.report,
                 device=args.device,
+                effect=effect,
                 progress=progress,
                 midi=args.midi,
             )

