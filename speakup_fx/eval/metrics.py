@@ -123,18 +123,22 @@ def _magnitude_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarra
     return np.abs(np.fft.rfft(frames * scipy.signal.get_window("hann", n_fft), axis=-1))
 
 
-def log_spectral_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
+def log_spectral_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, low_hz: float = 0.0) -> float:
     """Log-spectral distance as in the NVSR authors' ``ssr_eval`` (lower is better; 0 for identical signals).
 
     Log10 power spectrograms (2048-point STFT, hop 512, Hann): per frame the root mean square over
-    frequency of ``log10(|R|^2 / (|E| + eps)^2 + eps)``, then the mean over frames. ``sample_rate``
-    only documents the rate both share (the STFT size is fixed in samples, as in ``ssr_eval``).
+    frequency of ``log10(|R|^2 / (|E| + eps)^2 + eps)``, then the mean over frames. With ``low_hz``
+    the mean is over the bins at or above it only (the high-band LSD of bandwidth extension).
+    ``sample_rate`` places ``low_hz``; the STFT size is fixed in samples, as in ``ssr_eval``.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate: expected a positive number of Hz, got {sample_rate}")
+    if not 0 <= low_hz < sample_rate / 2:
+        raise ValueError(f"low_hz: expected 0 <= low_hz < {sample_rate / 2:g}, got {low_hz}")
     ref, est = _pair(reference, estimate)
-    target = _magnitude_spectrogram(ref, LSD_FFT, LSD_HOP)
-    output = _magnitude_spectrogram(est, LSD_FFT, LSD_HOP)
+    band = np.fft.rfftfreq(LSD_FFT, 1 / sample_rate) >= low_hz
+    target = _magnitude_spectrogram(ref, LSD_FFT, LSD_HOP)[:, band]
+    output = _magnitude_spectrogram(est, LSD_FFT, LSD_HOP)[:, band]
     distance = np.log10(target**2 / (output + _LSD_EPS) ** 2 + _LSD_EPS) ** 2
     return float(np.mean(np.sqrt(np.mean(distance, axis=1))))
 

@@ -55,7 +55,24 @@ def test_the_evaluation_scores_only_the_held_out_actors(tiny_weights, tmp_path):
     summary = scores["summary"]
     assert summary["files"] == 2 and summary["lsd_input"] > 0 and summary["lsd_output"] > 0
     assert summary["kept_band_change_db"] < 0.5
+    assert summary["original"]["lsd"] < 1e-9 and summary["original"]["lsd_high"] < 1e-9  # log10(1 + eps)
+    assert summary["input"]["lsd_high"] > summary["input"]["lsd"]  # the input's error is all in the empty high band
+    for name in bwe_eval.SIGNALS:  # the 16 kHz figures exist for all three signals
+        assert all(1.0 <= summary[name][k] <= 5.0 for k in ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"))
+    files = scores["files"]
+    assert all(f["signals"][name]["word_errors"] >= 0 for f in files for name in bwe_eval.SIGNALS)
     model_only = tmp_path / "model.json"
-    assert bwe_eval.main(["--data-dir", str(data), "--weights", str(tiny_weights), "--json", str(model_only)]) == 0
-    assert json.loads(model_only.read_text())["summary"]["files"] == 2
+    assert bwe_eval.main(["--data-dir", str(data), "--weights", str(tiny_weights), "--json", str(model_only), "--no-quality"]) == 0
+    spectral_only = json.loads(model_only.read_text())["summary"]
+    assert spectral_only["files"] == 2 and np.isnan(spectral_only["output"]["dnsmos_ovrl"])
     assert bwe_eval.main(["--data-dir", str(tmp_path / "nowhere")]) == 2
+
+
+def test_the_summary_pools_word_errors_over_the_words_of_every_file():
+    def signals(errors: float) -> dict:
+        return {name: bwe_eval.SignalScore(1.0, 2.0, 0.0, 3.0, 4.0, 3.5, errors) for name in bwe_eval.SIGNALS}
+
+    summary = bwe_eval.summary([bwe_eval.FileScore("a", 10, signals(1.0)), bwe_eval.FileScore("b", 30, signals(3.0))])
+    assert summary["reference_words"] == 40 and summary["output"]["wer"] == pytest.approx(0.1)
+    assert summary["output"]["dnsmos_bak"] == 4.0 and summary["lsd_ratio"] == 1.0
+    assert "output" in bwe_eval.format_summary(summary)
