@@ -294,14 +294,24 @@ def write_checkpoints(state: BweState, run_dir: Path, writer, validation: tuple[
         save_checkpoint(run_dir / f"checkpoint_{state.step:08d}.pt", payload)
 
 
-def train(config: BweConfig, run_dir: Path, world: World, max_steps: int | None = None) -> BweState:
-    """Run (or resume) training, writing checkpoints and TensorBoard logs to ``run_dir``."""
+def initialise_from(state: BweState, checkpoint_path: str | Path) -> None:
+    """Start from the model weights of another run's checkpoint (same parameter shapes; the model config may
+    differ where it leaves them alone, e.g. ``source_high_hz``); step, optimizer and discriminators start fresh."""
+    unwrap(state.model).load_state_dict(load_checkpoint(checkpoint_path)["model"])
+
+
+def train(config: BweConfig, run_dir: Path, world: World, max_steps: int | None = None, init_from: Path | None = None) -> BweState:
+    """Run (or resume) training, writing checkpoints and TensorBoard logs to ``run_dir``; a new run starts
+    from the weights of ``init_from`` when given (a run that has a checkpoint resumes it instead)."""
     torch.set_num_threads(config.threads)
     state = build_state(config, world)
     if (run_dir / "checkpoint.pt").is_file():
         restore(state, load_checkpoint(run_dir / "checkpoint.pt"))
         state.epoch += 1
         logger.info("resumed from %s at step %d", run_dir / "checkpoint.pt", state.step)
+    elif init_from is not None:
+        initialise_from(state, init_from)
+        logger.info("new run starting from the model weights of %s", init_from)
     training_files, validation_files = split_by_actor(config.data.speech_dir)
     limiter = BandLimiter(config.band_limit)
     hop = config.model.hop_samples
@@ -351,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True, type=Path, help="checkpoints and logs; resumes from it automatically")
     parser.add_argument("--max-steps", type=int, help="stop after this many more steps")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--init-from", type=Path, metavar="CHECKPOINT", help="a new run starts from this checkpoint's model weights (fine-tuning)")
     parser.add_argument("--export", type=Path, metavar="WEIGHTS", help="write the run's best checkpoint as safetensors to WEIGHTS and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -365,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     world = init_from_env(args.device)
     try:
-        train(config, args.run_dir, world, args.max_steps)
+        train(config, args.run_dir, world, args.max_steps, args.init_from)
     except (ValueError, FileNotFoundError) as error:
         logger.error("%s", error)
         return 2

@@ -11,7 +11,7 @@ import torch
 import synthetic
 
 from speakup_fx.runtime.weights import load_model
-from speakup_fx.train.bwe import BweConfig, build_state, g_step, high_band_losses, load_bwe_config, main, train, with_high_band_of
+from speakup_fx.train.bwe import BweConfig, build_state, g_step, high_band_losses, initialise_from, load_bwe_config, main, train, with_high_band_of
 from speakup_fx.train.checkpoint import load_checkpoint
 from speakup_fx.train.distributed import World
 
@@ -116,3 +116,14 @@ def test_an_adversarial_stage_outside_the_run_or_a_16k_mel_discriminator_is_refu
         replace(config, adversarial_from_step=config.steps)
     with pytest.raises(ValueError, match="discriminators.sample_rate"):
         replace(config, discriminators=replace(config.discriminators, sample_rate=16_000))
+
+
+def test_a_new_run_can_start_from_another_runs_weights_with_a_changed_source_band(config, tmp_path):
+    train(config, tmp_path / "first", CPU)
+    trained = load_checkpoint(tmp_path / "first" / "checkpoint.pt")["model"]
+    moved = replace(config, model=replace(config.model, source_high_hz=7_000.0), steps=1)
+    state = build_state(moved, CPU)
+    initialise_from(state, tmp_path / "first" / "checkpoint.pt")
+    assert all(torch.equal(v, trained[k]) for k, v in state.model.state_dict().items())
+    state = train(moved, tmp_path / "second", CPU, init_from=tmp_path / "first" / "checkpoint.pt")
+    assert state.step == 1 and load_checkpoint(tmp_path / "second" / "checkpoint.pt")["config"]["model"]["source_high_hz"] == 7_000.0
