@@ -11,7 +11,9 @@ change of the 0-7.5 kHz band from the baseline in dB; DNSMOS SIG/BAK/OVRL and th
 pocketsphinx's transcript against its transcript of the original. DNSMOS and the recogniser run at
 16 kHz (each signal through the project resampler): they cannot see the extended band, they check
 that the band below 8 kHz and the words survive and that no artefact reaches them. ``--no-quality``
-skips them. Exit codes: 0 done; 2 bad arguments or data.
+skips them. The output's artefact figures (``artefacts``: the dip below the crossover, notches,
+sibilant and high-band level, harmonic-comb regularity, level jumps, hiss in pauses) are measured
+against the original on every file. Exit codes: 0 done; 2 bad arguments or data.
 """
 
 from __future__ import annotations
@@ -59,10 +61,36 @@ class SignalScore:
 
 
 @dataclass(frozen=True)
+class Artefacts:
+    """What a listener would check in an extended output, measured against the original (dB unless stated).
+
+    Frames are those of ``metrics.log_spectral_distance`` (2048 points, hop 512 at 48 kHz): speech frames
+    are within 40 dB of the loudest, pauses more than 50 dB below it, fricatives speech frames with more
+    energy above 4 kHz than below, voiced ones with 10 dB less above 4 kHz than below.
+    """
+
+    dip_db: float
+    """output - original in 7.2-7.6 kHz on speech frames (the band between the resampler's edge and the crossover)"""
+    deepest_notch_db: float
+    """largest shortfall of the output's mean speech spectrum below the original's over 100 Hz bands in 8-22 kHz"""
+    high_band_db: float
+    """output - original in 8-24 kHz on speech frames"""
+    sibilant_db: float
+    """output - original above 12 kHz on fricative frames (NaN without any)"""
+    comb_ratio: float
+    """harmonic-comb regularity 8-16 kHz on voiced frames, output / original (> 1: more regular, metallic)"""
+    jump_p95_db: float
+    """95th percentile of the frame-to-frame 8-24 kHz level change on speech, output - original (> 0: pumping)"""
+    pause_hiss_db: float
+    """output - original in 8-24 kHz in pauses (NaN without any)"""
+
+
+@dataclass(frozen=True)
 class FileScore:
     path: str
     reference_words: int
     signals: dict[str, SignalScore]
+    artefacts: Artefacts
 
 
 def preset_extender(preset: str = "bandwidth-extension", device: str | None = "cpu") -> Extender:
@@ -88,6 +116,51 @@ def model_extender(weights: str | Path) -> Extender:
     return extend
 
 
+def _level_db(power: np.ndarray, hz: np.ndarray, low_hz: float, high_hz: float) -> np.ndarray:
+    return 10 * np.log10(power[..., (hz >= low_hz) & (hz < high_hz)].sum(-1) + 1e-12)
+
+
+def _comb_prominence(power: np.ndarray, hz: np.ndarray) -> np.ndarray:
+    """Per frame: the cepstral peak of the 8-16 kHz log spectrum at pitch quefrencies (2.5-12.5 ms) over its median there."""
+    band = (hz >= 8_000) & (hz < 16_000)
+    log_power = np.log(power[:, band] + 1e-12)
+    cepstrum = np.abs(np.fft.rfft(log_power - log_power.mean(1, keepdims=True), axis=1))
+    quefrency_s = np.fft.rfftfreq(int(band.sum()), d=hz[1] - hz[0])
+    pitch = (quefrency_s >= 0.0025) & (quefrency_s <= 0.0125)
+    return cepstrum[:, pitch].max(1) / (np.median(cepstrum[:, pitch], 1) + 1e-12)
+
+
+def artefacts(original: np.ndarray, output: np.ndarray) -> Artefacts:
+    """The ``Artefacts`` of 48 kHz ``output`` against ``original`` (1-D, aligned, equal lengths)."""
+    hz = np.fft.rfftfreq(metrics.LSD_FFT, 1 / TARGET_SAMPLE_RATE)
+    original_power, output_power = (metrics.magnitude_spectrogram(np.asarray(s, np.float64), metrics.LSD_FFT, metrics.LSD_HOP) ** 2 for s in (original, output))
+    total = _level_db(original_power, hz, 0, 24_000)
+    speech, pause = total > total.max() - 40, total < total.max() - 50
+    below, above = _level_db(original_power, hz, 0, 4_000), _level_db(original_power, hz, 4_000, 24_000)
+    fricative, voiced = speech & (above > below), speech & (below - above > 10)
+
+    def difference(low_hz: float, high_hz: float, frames: np.ndarray) -> float:
+        if not frames.any():
+            return float("nan")
+        return float(np.mean(_level_db(output_power[frames], hz, low_hz, high_hz) - _level_db(original_power[frames], hz, low_hz, high_hz)))
+
+    edges_hz = np.arange(8_000, 22_000, 100)
+    mean_output, mean_original = output_power[speech].mean(0), original_power[speech].mean(0)
+    shortfall = [_level_db(mean_original, hz, e, e + 100) - _level_db(mean_output, hz, e, e + 100) for e in edges_hz]
+    both = speech[1:] & speech[:-1]
+    jumps = [np.percentile(np.abs(np.diff(_level_db(p, hz, 8_000, 24_000)))[both], 95) if both.any() else np.nan for p in (output_power, original_power)]
+    comb = _comb_prominence(output_power[voiced], hz).mean() / _comb_prominence(original_power[voiced], hz).mean() if voiced.any() else np.nan
+    return Artefacts(
+        dip_db=difference(7_200, 7_600, speech),
+        deepest_notch_db=float(np.max(shortfall)),
+        high_band_db=difference(8_000, 24_000, speech),
+        sibilant_db=difference(12_000, 24_000, fricative),
+        comb_ratio=float(comb),
+        jump_p95_db=float(jumps[0] - jumps[1]),
+        pause_hiss_db=difference(8_000, 24_000, pause),
+    )
+
+
 def score_signal(original: np.ndarray, baseline: np.ndarray, signal: np.ndarray, reference_words: list[str] | None) -> SignalScore:
     """``signal`` (48 kHz) against ``original``; its kept band against ``baseline``; with ``reference_words`` the 16 kHz figures too."""
     rate = TARGET_SAMPLE_RATE
@@ -104,8 +177,9 @@ def score_signal(original: np.ndarray, baseline: np.ndarray, signal: np.ndarray,
     return SignalScore(**spectral, dnsmos_sig=mos.sig, dnsmos_bak=mos.bak, dnsmos_ovrl=mos.ovrl, word_errors=float(errors))
 
 
-def score_file(speech: np.ndarray, extend: Extender, quality: bool = True) -> tuple[int, dict[str, SignalScore]]:
-    """Words of the original's transcript (0 without ``quality``) and the score of each of ``SIGNALS`` for 48 kHz ``speech`` (1-D)."""
+def score_file(speech: np.ndarray, extend: Extender, quality: bool = True) -> tuple[int, dict[str, SignalScore], Artefacts]:
+    """Words of the original's transcript (0 without ``quality``), the score of each of ``SIGNALS`` and the
+    output's artefacts for 48 kHz ``speech`` (1-D)."""
     frames = len(speech) // 3 * 3
     original = speech[:frames]
     narrow = resample(original, TARGET_SAMPLE_RATE, INPUT_SAMPLE_RATE)
@@ -115,15 +189,14 @@ def score_file(speech: np.ndarray, extend: Extender, quality: bool = True) -> tu
         raise ValueError(f"the extender returned {output.shape[0]} frames for {original.shape[0]}")
     words = metrics.transcribe(resample(original, TARGET_SAMPLE_RATE, metrics.METRIC_SAMPLE_RATE), metrics.METRIC_SAMPLE_RATE) if quality else None
     signals = dict(zip(SIGNALS, (baseline, output, original)))
-    return len(words or []), {name: score_signal(original, baseline, signal, words) for name, signal in signals.items()}
+    return len(words or []), {name: score_signal(original, baseline, signal, words) for name, signal in signals.items()}, artefacts(original, output)
 
 
 def evaluate(files: list[Path], extend: Extender, quality: bool = True) -> list[FileScore]:
     scores = []
     for path in files:
-        words, signals = score_file(load_mono(path, TARGET_SAMPLE_RATE), extend, quality)
-        scores.append(FileScore(str(path), words, signals))
-        logger.debug("%s: LSD %.3f -> %.3f", path, signals["input"].lsd, signals["output"].lsd)
+        scores.append(FileScore(str(path), *score_file(load_mono(path, TARGET_SAMPLE_RATE), extend, quality)))
+        logger.debug("%s: LSD %.3f -> %.3f", path, scores[-1].signals["input"].lsd, scores[-1].signals["output"].lsd)
     return scores
 
 
@@ -139,6 +212,7 @@ def summary(scores: list[FileScore]) -> dict:
     result["lsd_input"], result["lsd_output"] = result["input"]["lsd"], result["output"]["lsd"]
     result["lsd_ratio"] = result["lsd_output"] / result["lsd_input"]
     result["kept_band_change_db"] = result["output"]["kept_band_change_db"]
+    result["artefacts"] = {name: float(np.nanmean([getattr(s.artefacts, name) for s in scores])) for name in Artefacts.__dataclass_fields__}
     return result
 
 
@@ -148,6 +222,7 @@ def format_summary(result: dict) -> str:
     lines = [f"{result['files']} files, {result['reference_words']} words; LSD ratio output/input {result['lsd_ratio']:.4f}",
              f"{'':9}" + " ".join(f"{c:>20}" for c in columns)]
     lines += [f"{name:9}" + " ".join(f"{result[name][c]:20.4f}" for c in columns) for name in SIGNALS]
+    lines.append("output artefacts: " + " ".join(f"{k}={v:.3f}" for k, v in result["artefacts"].items()))
     return "\n".join(lines)
 
 

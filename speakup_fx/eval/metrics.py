@@ -115,7 +115,7 @@ LSD_HOP = 512
 _LSD_EPS = 1e-12
 
 
-def _magnitude_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+def magnitude_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """``|STFT|`` ``(frames, bins)`` with a periodic Hann window, centred frames and reflect padding (as ``torch.stft``)."""
     padded = np.pad(audio, n_fft // 2, mode="reflect" if audio.size > n_fft // 2 else "constant")
     padded = np.pad(padded, (0, max(0, n_fft - padded.size)))
@@ -137,8 +137,8 @@ def log_spectral_distance(reference: np.ndarray, estimate: np.ndarray, sample_ra
         raise ValueError(f"low_hz: expected 0 <= low_hz < {sample_rate / 2:g}, got {low_hz}")
     ref, est = _pair(reference, estimate)
     band = np.fft.rfftfreq(LSD_FFT, 1 / sample_rate) >= low_hz
-    target = _magnitude_spectrogram(ref, LSD_FFT, LSD_HOP)[:, band]
-    output = _magnitude_spectrogram(est, LSD_FFT, LSD_HOP)[:, band]
+    target = magnitude_spectrogram(ref, LSD_FFT, LSD_HOP)[:, band]
+    output = magnitude_spectrogram(est, LSD_FFT, LSD_HOP)[:, band]
     distance = np.log10(target**2 / (output + _LSD_EPS) ** 2 + _LSD_EPS) ** 2
     return float(np.mean(np.sqrt(np.mean(distance, axis=1))))
 
@@ -154,8 +154,8 @@ def band_energy_change_db(reference: np.ndarray, estimate: np.ndarray, sample_ra
     ref, est = _pair(reference, estimate)
     bins = np.fft.rfftfreq(LSD_FFT, 1 / sample_rate)
     band = (bins >= low_hz) & (bins < high_hz)
-    ref_energy = (_magnitude_spectrogram(ref, LSD_FFT, LSD_HOP)[:, band] ** 2).sum(axis=1)
-    est_energy = (_magnitude_spectrogram(est, LSD_FFT, LSD_HOP)[:, band] ** 2).sum(axis=1)
+    ref_energy = (magnitude_spectrogram(ref, LSD_FFT, LSD_HOP)[:, band] ** 2).sum(axis=1)
+    est_energy = (magnitude_spectrogram(est, LSD_FFT, LSD_HOP)[:, band] ** 2).sum(axis=1)
     loud = ref_energy > ref_energy.max() * 1e-6
     if not loud.any():
         raise ValueError("reference: silent in the band, its change is undefined")
