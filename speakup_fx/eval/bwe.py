@@ -40,6 +40,12 @@ KEPT_BAND_HZ = (0.0, 7_500.0)
 HIGH_BAND_LOW_HZ = 8_000.0
 """Lowest frequency of the high-band LSD: the band a 16 kHz signal cannot carry."""
 
+NOTCH_BINS_HZ = tuple(float(hz) for hz in np.fft.rfftfreq(metrics.LSD_FFT, 1 / TARGET_SAMPLE_RATE) if 8_000 <= hz < 22_000)
+"""The STFT bins (23.4 Hz apart) searched for notches."""
+
+NOTCH_NEIGHBOURHOOD_HZ = 1_000.0
+"""A notch is measured against the median of the bins within this distance."""
+
 SIGNALS = ("input", "output", "original")
 """What each file scores: the upsampled 16 kHz input, the extension's output, the 48 kHz original."""
 
@@ -71,8 +77,9 @@ class Artefacts:
 
     dip_db: float
     """output - original in 7.2-7.6 kHz on speech frames (the band between the resampler's edge and the crossover)"""
-    deepest_notch_db: float
-    """largest shortfall of the output's mean speech spectrum below the original's over 100 Hz bands in 8-22 kHz"""
+    shortfall_db: tuple[float, ...]
+    """original - output mean speech spectrum in the bins of ``NOTCH_BINS_HZ`` (``deepest_notch``
+    reads notches from its mean over files: one file's own spectral peaks would pass for notches)"""
     high_band_db: float
     """output - original in 8-24 kHz on speech frames"""
     sibilant_db: float
@@ -144,21 +151,30 @@ def artefacts(original: np.ndarray, output: np.ndarray) -> Artefacts:
             return float("nan")
         return float(np.mean(_level_db(output_power[frames], hz, low_hz, high_hz) - _level_db(original_power[frames], hz, low_hz, high_hz)))
 
-    edges_hz = np.arange(8_000, 22_000, 100)
     mean_output, mean_original = output_power[speech].mean(0), original_power[speech].mean(0)
-    shortfall = [_level_db(mean_original, hz, e, e + 100) - _level_db(mean_output, hz, e, e + 100) for e in edges_hz]
+    bins = (hz >= NOTCH_BINS_HZ[0]) & (hz <= NOTCH_BINS_HZ[-1])
+    shortfall = tuple(float(v) for v in 10 * np.log10((mean_original[bins] + 1e-12) / (mean_output[bins] + 1e-12)))
     both = speech[1:] & speech[:-1]
     jumps = [np.percentile(np.abs(np.diff(_level_db(p, hz, 8_000, 24_000)))[both], 95) if both.any() else np.nan for p in (output_power, original_power)]
     comb = _comb_prominence(output_power[voiced], hz).mean() / _comb_prominence(original_power[voiced], hz).mean() if voiced.any() else np.nan
     return Artefacts(
         dip_db=difference(7_200, 7_600, speech),
-        deepest_notch_db=float(np.max(shortfall)),
+        shortfall_db=shortfall,
         high_band_db=difference(8_000, 24_000, speech),
         sibilant_db=difference(12_000, 24_000, fricative),
         comb_ratio=float(comb),
         jump_p95_db=float(jumps[0] - jumps[1]),
         pause_hiss_db=difference(8_000, 24_000, pause),
     )
+
+
+def deepest_notch(shortfall_db: np.ndarray) -> tuple[float, float]:
+    """The deepest narrow notch in a shortfall spectrum over ``NOTCH_BINS_HZ``: (dB beyond the median
+    shortfall within ``NOTCH_NEIGHBOURHOOD_HZ`` of the bin, the bin's frequency in Hz)."""
+    reach = int(NOTCH_NEIGHBOURHOOD_HZ / (NOTCH_BINS_HZ[1] - NOTCH_BINS_HZ[0]))
+    local = np.array([np.median(shortfall_db[max(0, i - reach) : i + reach + 1]) for i in range(len(shortfall_db))])
+    i = int(np.argmax(shortfall_db - local))
+    return float(shortfall_db[i] - local[i]), NOTCH_BINS_HZ[i]
 
 
 def score_signal(original: np.ndarray, baseline: np.ndarray, signal: np.ndarray, reference_words: list[str] | None) -> SignalScore:
@@ -212,7 +228,8 @@ def summary(scores: list[FileScore]) -> dict:
     result["lsd_input"], result["lsd_output"] = result["input"]["lsd"], result["output"]["lsd"]
     result["lsd_ratio"] = result["lsd_output"] / result["lsd_input"]
     result["kept_band_change_db"] = result["output"]["kept_band_change_db"]
-    result["artefacts"] = {name: float(np.nanmean([getattr(s.artefacts, name) for s in scores])) for name in Artefacts.__dataclass_fields__}
+    result["artefacts"] = {name: float(np.nanmean([getattr(s.artefacts, name) for s in scores])) for name in Artefacts.__dataclass_fields__ if name != "shortfall_db"}
+    result["artefacts"]["deepest_notch_db"], result["artefacts"]["deepest_notch_hz"] = deepest_notch(np.mean([s.artefacts.shortfall_db for s in scores], axis=0))
     return result
 
 

@@ -73,7 +73,7 @@ def test_the_summary_pools_word_errors_over_the_words_of_every_file():
     def signals(errors: float) -> dict:
         return {name: bwe_eval.SignalScore(1.0, 2.0, 0.0, 3.0, 4.0, 3.5, errors) for name in bwe_eval.SIGNALS}
 
-    none = bwe_eval.Artefacts(*[0.0] * 7)
+    none = bwe_eval.Artefacts(0.0, (0.0,) * len(bwe_eval.NOTCH_BINS_HZ), *[0.0] * 5)
     summary = bwe_eval.summary([bwe_eval.FileScore("a", 10, signals(1.0), none), bwe_eval.FileScore("b", 30, signals(3.0), none)])
     assert summary["reference_words"] == 40 and summary["output"]["wer"] == pytest.approx(0.1)
     assert summary["output"]["dnsmos_bak"] == 4.0 and summary["lsd_ratio"] == 1.0
@@ -85,13 +85,17 @@ def test_the_artefact_figures_read_a_notch_a_weak_band_and_hiss_in_pauses():
     rng = np.random.default_rng(0)
     voice = np.repeat(rng.random(20) > 0.3, rate // 10)  # 2 s of 100 ms bursts and pauses
     original = (rng.standard_normal(voice.size) * np.where(voice, 0.1, 1e-5)).astype(np.float32)
-    assert all(abs(v) < 1e-6 or np.isnan(v) for k, v in asdict(bwe_eval.artefacts(original, original)).items() if k != "comb_ratio")
+    same = asdict(bwe_eval.artefacts(original, original))
+    assert all(abs(v) < 1e-6 or np.isnan(v) for k, v in same.items() if k not in ("comb_ratio", "shortfall_db")) and not any(same["shortfall_db"])
     spectrum = np.fft.rfft(original)
     hz = np.fft.rfftfreq(original.size, 1 / rate)
     spectrum[(hz >= 12_000) & (hz < 12_300)] *= 0.01  # a 40 dB notch
     spectrum[hz >= 8_000] *= 0.5  # the whole band 6 dB weaker
     damaged = np.fft.irfft(spectrum, n=original.size).astype(np.float32)
     found = bwe_eval.artefacts(original, damaged)
-    assert found.deepest_notch_db > 30 and found.high_band_db == pytest.approx(-6.0, abs=0.5)
+    notch_db, notch_hz = bwe_eval.deepest_notch(np.array(found.shortfall_db))
+    assert notch_db > 30 and 12_000 <= notch_hz <= 12_300 and found.high_band_db == pytest.approx(-6.0, abs=0.5)
+    spectrum[(hz >= 12_000) & (hz < 12_300)] *= 100  # no notch left: a band uniformly 6 dB weak is not one
+    assert bwe_eval.deepest_notch(np.array(bwe_eval.artefacts(original, np.fft.irfft(spectrum, n=original.size).astype(np.float32)).shortfall_db))[0] < 3
     hissy = original + np.where(voice, 0.0, 1e-3) * rng.standard_normal(voice.size).astype(np.float32)
     assert bwe_eval.artefacts(original, hissy).pause_hiss_db > 20
