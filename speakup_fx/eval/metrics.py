@@ -243,10 +243,13 @@ def _decoder():
 
 
 def transcribe(audio: np.ndarray, sample_rate: int) -> list[str]:
-    """Words pocketsphinx hears in ``audio`` at 16 kHz (its bundled US English model, offline)."""
+    """Words pocketsphinx hears in ``audio`` at 16 kHz (its bundled US English model, offline); the same
+    audio always gives the same words (the features, whose cepstral mean would carry over from the
+    previous utterance, start afresh at each call)."""
     _require_metric_rate(sample_rate, "transcribe")
     pcm = np.round(np.clip(_mono(audio, "audio"), -1.0, 1.0) * 32767).astype(np.int16)
     decoder = _decoder()
+    decoder.reinit_feat()
     decoder.start_utt()
     decoder.process_raw(pcm.tobytes(), full_utt=True)
     decoder.end_utt()

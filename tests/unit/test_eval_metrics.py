@@ -150,6 +150,17 @@ def test_the_recogniser_transcribes_a_clean_voicebank_sentence_offline():
     assert " ".join(metrics.transcribe(audio, rate)) == "ask her to bring these things with her from the store"
 
 
+def test_the_recogniser_does_not_carry_one_utterance_into_the_next():
+    decoder = metrics._decoder()
+    first, second = clean_speech(1.0), 0.3 * np.random.default_rng(1).standard_normal(RATE).astype(np.float32)
+    metrics.transcribe(first, RATE)
+    state_after_first = decoder.get_cmn()
+    metrics.transcribe(second, RATE)
+    assert decoder.get_cmn() != state_after_first  # the cepstral mean moves with each utterance ...
+    metrics.transcribe(first, RATE)
+    assert decoder.get_cmn() == state_after_first  # ... but every utterance starts from the same one
+
+
 def test_speech_level_difference_measures_a_known_gain_on_the_speech_frames():
     speech = np.concatenate([np.zeros(RATE // 2, np.float32), clean_speech(1.0)])
     assert metrics.speech_level_difference_db(speech, 0.5 * speech, RATE) == pytest.approx(-6.02, abs=0.01)
