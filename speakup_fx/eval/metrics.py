@@ -115,7 +115,7 @@ LSD_HOP = 512
 _LSD_EPS = 1e-12
 
 
-def _magnitude_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+def magnitude_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """``|STFT|`` ``(frames, bins)`` with a periodic Hann window, centred frames and reflect padding (as ``torch.stft``)."""
     padded = np.pad(audio, n_fft // 2, mode="reflect" if audio.size > n_fft // 2 else "constant")
     padded = np.pad(padded, (0, max(0, n_fft - padded.size)))
@@ -123,18 +123,22 @@ def _magnitude_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarra
     return np.abs(np.fft.rfft(frames * scipy.signal.get_window("hann", n_fft), axis=-1))
 
 
-def log_spectral_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
+def log_spectral_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, low_hz: float = 0.0) -> float:
     """Log-spectral distance as in the NVSR authors' ``ssr_eval`` (lower is better; 0 for identical signals).
 
     Log10 power spectrograms (2048-point STFT, hop 512, Hann): per frame the root mean square over
-    frequency of ``log10(|R|^2 / (|E| + eps)^2 + eps)``, then the mean over frames. ``sample_rate``
-    only documents the rate both share (the STFT size is fixed in samples, as in ``ssr_eval``).
+    frequency of ``log10(|R|^2 / (|E| + eps)^2 + eps)``, then the mean over frames. With ``low_hz``
+    the mean is over the bins at or above it only (the high-band LSD of bandwidth extension).
+    ``sample_rate`` places ``low_hz``; the STFT size is fixed in samples, as in ``ssr_eval``.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate: expected a positive number of Hz, got {sample_rate}")
+    if not 0 <= low_hz < sample_rate / 2:
+        raise ValueError(f"low_hz: expected 0 <= low_hz < {sample_rate / 2:g}, got {low_hz}")
     ref, est = _pair(reference, estimate)
-    target = _magnitude_spectrogram(ref, LSD_FFT, LSD_HOP)
-    output = _magnitude_spectrogram(est, LSD_FFT, LSD_HOP)
+    band = np.fft.rfftfreq(LSD_FFT, 1 / sample_rate) >= low_hz
+    target = magnitude_spectrogram(ref, LSD_FFT, LSD_HOP)[:, band]
+    output = magnitude_spectrogram(est, LSD_FFT, LSD_HOP)[:, band]
     distance = np.log10(target**2 / (output + _LSD_EPS) ** 2 + _LSD_EPS) ** 2
     return float(np.mean(np.sqrt(np.mean(distance, axis=1))))
 
@@ -150,8 +154,8 @@ def band_energy_change_db(reference: np.ndarray, estimate: np.ndarray, sample_ra
     ref, est = _pair(reference, estimate)
     bins = np.fft.rfftfreq(LSD_FFT, 1 / sample_rate)
     band = (bins >= low_hz) & (bins < high_hz)
-    ref_energy = (_magnitude_spectrogram(ref, LSD_FFT, LSD_HOP)[:, band] ** 2).sum(axis=1)
-    est_energy = (_magnitude_spectrogram(est, LSD_FFT, LSD_HOP)[:, band] ** 2).sum(axis=1)
+    ref_energy = (magnitude_spectrogram(ref, LSD_FFT, LSD_HOP)[:, band] ** 2).sum(axis=1)
+    est_energy = (magnitude_spectrogram(est, LSD_FFT, LSD_HOP)[:, band] ** 2).sum(axis=1)
     loud = ref_energy > ref_energy.max() * 1e-6
     if not loud.any():
         raise ValueError("reference: silent in the band, its change is undefined")
@@ -239,10 +243,13 @@ def _decoder():
 
 
 def transcribe(audio: np.ndarray, sample_rate: int) -> list[str]:
-    """Words pocketsphinx hears in ``audio`` at 16 kHz (its bundled US English model, offline)."""
+    """Words pocketsphinx hears in ``audio`` at 16 kHz (its bundled US English model, offline); the same
+    audio always gives the same words (the features, whose cepstral mean would carry over from the
+    previous utterance, start afresh at each call)."""
     _require_metric_rate(sample_rate, "transcribe")
     pcm = np.round(np.clip(_mono(audio, "audio"), -1.0, 1.0) * 32767).astype(np.int16)
     decoder = _decoder()
+    decoder.reinit_feat()
     decoder.start_utt()
     decoder.process_raw(pcm.tobytes(), full_utt=True)
     decoder.end_utt()

@@ -5,8 +5,11 @@ x (16 kHz) -> the project resampler's own polyphase kernel to 48 kHz (``u``, exa
 as ``dsp.resample``) -> sqrt-Hann STFT at 48 kHz (20 ms window, 10 ms hop). The log-magnitudes of the
 bins below ``crossover_hz`` feed a causal gated dilated conv stack (WaveNet-style, as the enhancer)
 that predicts one real gain per bin above ``crossover_hz``. The source those gains shape is the band
-``[source_low_hz, crossover_hz)`` copied upwards again and again (spectral band replication, shifted
-by an even number of bins so that every copied bin keeps a consistent phase advance from hop to hop).
+``[source_low_hz, source_high_hz)`` copied upwards from ``crossover_hz`` again and again (spectral band
+replication, shifted by an even number of bins so that every copied bin keeps a consistent phase
+advance from hop to hop). Ending the source below the resampler's transition band (about 7.0-7.6 kHz
+after a 48 -> 16 -> 48 kHz round trip) keeps its roll-off out of the copies, where it would cut a
+notch at the top of each one.
 Inverse STFT of the shaped high bins alone gives ``high_band``; the output ``extended`` is ``u``
 delayed to match plus ``high_band``. Bins below ``crossover_hz`` are never written, so the band the
 input had is left as it was found (only the window's leakage of the new bins reaches below it).
@@ -97,7 +100,8 @@ class BandwidthExtenderConfig:
 
     hop_samples: int = field(default=160, metadata={"help": "input frames per hop (10 ms at 16 kHz)"})
     crossover_hz: float = field(default=7600.0, metadata={"help": "lowest frequency the model writes; below it the input is untouched"})
-    source_low_hz: float = field(default=2800.0, metadata={"help": "the band [source_low_hz, crossover_hz) is replicated upwards as the source"})
+    source_low_hz: float = field(default=2800.0, metadata={"help": "the band [source_low_hz, source_high_hz) is replicated upwards as the source"})
+    source_high_hz: float | None = field(default=None, metadata={"help": "top of the replicated source band (None: crossover_hz)"})
     channels: int = field(default=64, metadata={"help": "width of the residual conv stack"})
     kernel_size: int = field(default=3, metadata={"help": "kernel of the dilated convs, frames"})
     dilations: tuple[int, ...] = field(default=(1, 2, 4, 8, 1, 2, 4, 8), metadata={"help": "one residual block per dilation"})
@@ -110,6 +114,8 @@ class BandwidthExtenderConfig:
         nyquist = OUTPUT_SAMPLE_RATE / 2
         if not 0 < self.source_low_hz < self.crossover_hz < nyquist:
             raise ValueError(f"need 0 < source_low_hz < crossover_hz < {nyquist:g} Hz, got {self.source_low_hz}, {self.crossover_hz}")
+        if self.source_high_hz is not None and not self.source_low_hz < self.source_high_hz <= self.crossover_hz:
+            raise ValueError(f"need source_low_hz < source_high_hz <= crossover_hz, got {self.source_low_hz}, {self.source_high_hz}, {self.crossover_hz}")
         if self.max_gain <= INITIAL_GAIN:
             raise ValueError(f"max_gain must be > {INITIAL_GAIN} (the initial gain), got {self.max_gain}")
 
@@ -129,12 +135,14 @@ class BandwidthExtender(nn.Module):
         self.bins = self.hop + 1
         bin_hz = OUTPUT_SAMPLE_RATE / self.n_fft
         self.crossover_bin = math.ceil(config.crossover_hz / bin_hz)
-        width = self.crossover_bin - math.ceil(config.source_low_hz / bin_hz)
-        width -= width % 2  # an even shift keeps each copied bin's phase advance per hop (pi * shift) whole turns
+        source_high_bin = self.crossover_bin if config.source_high_hz is None else math.ceil(config.source_high_hz / bin_hz)
+        source_high_bin -= (self.crossover_bin - source_high_bin) % 2
+        width = source_high_bin - math.ceil(config.source_low_hz / bin_hz)
+        width -= width % 2  # even shifts keep each copied bin's phase advance per hop (pi * shift) whole turns
         if width < 2:
-            raise ValueError(f"source band [{config.source_low_hz}, {config.crossover_hz}) Hz is narrower than two bins")
+            raise ValueError(f"source band [{config.source_low_hz}, {config.source_high_hz or config.crossover_hz}) Hz is narrower than two bins")
         high = torch.arange(self.crossover_bin, self.bins)
-        self.register_buffer("source_index", self.crossover_bin - width + (high - self.crossover_bin) % width, persistent=False)
+        self.register_buffer("source_index", source_high_bin - width + (high - self.crossover_bin) % width, persistent=False)
         self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True).sqrt(), persistent=False)
         self.upsampler = PolyphaseUpsampler()
         c = config.channels

@@ -2,10 +2,14 @@
 
 Uses the project's training helpers (TOML config with dotted-key errors, atomic versioned
 checkpoints, the DDP helpers that do nothing at world size 1, TensorBoard) around its own short
-step: reconstruction losses only (a multi-resolution log-magnitude + spectral-convergence loss on
-the band the model writes, plus power-law compressed magnitudes there); no adversarial stage yet.
-Resumes from ``DIR/checkpoint.pt``; ``--export WEIGHTS`` writes the best checkpoint as the shipped
-safetensors file. Exit codes: 0 done; 2 bad config, data or arguments.
+step: reconstruction losses (a multi-resolution log-magnitude + spectral-convergence loss on the
+band the model writes, plus power-law compressed magnitudes there), then from
+``adversarial_from_step`` on also the project's waveform and mel discriminators (LSGAN + feature
+matching, the enhancer's ``d_step`` and terms) at 48 kHz. They judge the target against the target's
+own band below the crossover plus the model's band above it, so the only difference they can find is
+in the band the model writes. Resumes from ``DIR/checkpoint.pt`` (a reconstruction checkpoint resumes
+into the adversarial stage with fresh discriminators); ``--export WEIGHTS`` writes the best checkpoint
+as the shipped safetensors file. Exit codes: 0 done; 2 bad config, data or arguments.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ from speakup_fx.data.bwe import BandLimitConfig, BandLimiter, BandwidthPairs, sp
 from speakup_fx.data.dataset import VALIDATION_EPOCH, EpochSampler
 from speakup_fx.eval.metrics import log_spectral_distance
 from speakup_fx.models.bwe import OUTPUT_SAMPLE_RATE, BandwidthExtender, BandwidthExtenderConfig
+from speakup_fx.models.discriminators import DiscriminatorConfig, Discriminators
 from speakup_fx.runtime.weights import save_weights
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
 from speakup_fx.train.config import from_dict, to_dict
 from speakup_fx.train.distributed import World, init_from_env, shutdown, unwrap, wrap
-from speakup_fx.train.loop import run_steps
+from speakup_fx.train.loop import adversarial_losses, d_step, run_steps
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +63,22 @@ class BweOptimConfig:
     """Adam settings."""
 
     lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    discriminator_lr: float = field(default=2e-4, metadata={"help": "discriminator learning rate (same decay)"})
     betas: tuple[float, float] = field(default=(0.9, 0.99), metadata={"help": "Adam betas"})
     grad_clip: float = field(default=5.0, metadata={"help": "gradient-norm clip"})
     lr_decay: float = field(default=0.99999, metadata={"help": "learning-rate factor per step (exponential decay)"})
+
+
+@dataclass(frozen=True)
+class BweDiscriminatorConfig(DiscriminatorConfig):
+    """The project's discriminators sized for 48 kHz: waveform ones at 48 and 24 kHz only (the written band
+    starts at 7.6 kHz, above the Nyquist of a 12 kHz scale), a 2048-point mel spectrogram to 24 kHz."""
+
+    scales: int = field(default=2, metadata={"help": "waveform discriminators at 48 kHz / 2**i"})
+    mel_bins: int = field(default=128, metadata={"help": "mel bands of the spectrogram discriminator"})
+    mel_fft: int = field(default=2048, metadata={"help": "FFT size of the mel discriminator"})
+    mel_hop: int = field(default=512, metadata={"help": "hop of the mel discriminator"})
+    sample_rate: int = field(default=OUTPUT_SAMPLE_RATE, metadata={"help": "input rate, Hz (48 kHz: the model's output)"})
 
 
 @dataclass(frozen=True)
@@ -78,20 +96,28 @@ class BweConfig:
     band_limit: BandLimitConfig = field(default_factory=BandLimitConfig, metadata={"help": "how inputs are band-limited"})
     data: BweDataConfig = field(default_factory=BweDataConfig, metadata={"help": "training data"})
     optim: BweOptimConfig = field(default_factory=BweOptimConfig, metadata={"help": "optimizer"})
+    adversarial_from_step: int | None = field(default=None, metadata={"help": "first step that also trains against the discriminators (None: never)"})
+    discriminators: BweDiscriminatorConfig = field(default_factory=BweDiscriminatorConfig, metadata={"help": "the adversarial stage's discriminators"})
     loss_weights: dict[str, float] = field(
-        default_factory=lambda: {"bwe/high_log": 1.0, "bwe/high_sc": 1.0, "bwe/high_compressed": 10.0},
-        metadata={"help": "weight of each named loss term"},
+        default_factory=lambda: {"bwe/high_log": 1.0, "bwe/high_sc": 1.0, "bwe/high_compressed": 10.0, "adv/gen": 0.1, "adv/feat": 0.2},
+        metadata={"help": "weight of each named loss term (adv/* only from adversarial_from_step)"},
     )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.steps < 0:
             raise ValueError(f"batch_size must be >= 1 and steps >= 0, got {self.batch_size}, {self.steps}")
-        unknown = set(self.loss_weights) - set(LOSS_NAMES)
+        if self.adversarial_from_step is not None and not 0 <= self.adversarial_from_step < self.steps:
+            raise ValueError(f"adversarial_from_step must be in [0, steps={self.steps}), got {self.adversarial_from_step}")
+        if self.discriminators.sample_rate != OUTPUT_SAMPLE_RATE:
+            raise ValueError(f"discriminators.sample_rate must be {OUTPUT_SAMPLE_RATE} (they judge the 48 kHz output), got {self.discriminators.sample_rate}")
+        unknown = set(self.loss_weights) - set(LOSS_NAMES) - set(ADVERSARIAL_LOSS_NAMES)
         if unknown:
             raise ValueError(f"loss_weights: unknown loss names {sorted(unknown)}")
 
 
 LOSS_NAMES = ("bwe/high_log", "bwe/high_sc", "bwe/high_compressed")
+"""The reconstruction terms of ``high_band_losses``."""
+ADVERSARIAL_LOSS_NAMES = ("adv/gen", "adv/feat")
 
 
 def load_bwe_config(path: str | Path) -> BweConfig:
@@ -127,6 +153,14 @@ def high_band_losses(output: torch.Tensor, target: torch.Tensor, low_hz: float) 
     return {name: value / len(HIGH_BAND_RESOLUTIONS) for name, value in terms.items()}
 
 
+def with_high_band_of(target: torch.Tensor, output: torch.Tensor, low_hz: float) -> torch.Tensor:
+    """``target``'s spectrum below ``low_hz`` and ``output``'s from it on (one FFT over each whole 48 kHz ``(batch, 1, time)`` signal)."""
+    frames = target.shape[-1]
+    low_bins = int(np.ceil(low_hz * frames / OUTPUT_SAMPLE_RATE))
+    target_spectrum, output_spectrum = torch.fft.rfft(target), torch.fft.rfft(output)
+    return torch.fft.irfft(torch.cat([target_spectrum[..., :low_bins], output_spectrum[..., low_bins:]], dim=-1), n=frames)
+
+
 @dataclass
 class BweState:
     """Every object of a training run."""
@@ -135,6 +169,8 @@ class BweState:
     world: World
     model: nn.Module
     optimizer: torch.optim.Optimizer
+    discriminators: nn.Module | None = None
+    opt_d: torch.optim.Optimizer | None = None
     step: int = 0
     epoch: int = 0
     best_validation: float = float("inf")
@@ -144,16 +180,34 @@ def build_state(config: BweConfig, world: World) -> BweState:
     torch.manual_seed(config.seed)
     model = BandwidthExtender(config.model).to(world.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr, betas=config.optim.betas)
-    return BweState(config, world, wrap(model, world), optimizer)
+    state = BweState(config, world, wrap(model, world), optimizer)
+    if config.adversarial_from_step is not None:
+        discriminators = Discriminators(config.discriminators).to(world.device)
+        state.discriminators = wrap(discriminators, world)
+        state.opt_d = torch.optim.Adam(discriminators.parameters(), lr=config.optim.discriminator_lr, betas=config.optim.betas)
+    return state
+
+
+def is_adversarial(config: BweConfig, step: int) -> bool:
+    """Whether optimizer step ``step`` trains against the discriminators."""
+    return config.adversarial_from_step is not None and step >= config.adversarial_from_step
 
 
 def g_step(state: BweState, noisy: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """One update with the weighted named losses."""
+    """One update with the weighted named losses; in the adversarial stage a discriminator update (``loop.d_step``) first."""
     config = state.config
+    decay = config.optim.lr_decay**state.step
     for group in state.optimizer.param_groups:
-        group["lr"] = config.optim.lr * config.optim.lr_decay**state.step
+        group["lr"] = config.optim.lr * decay
+    target = target.to(state.world.device)
     output = state.model(noisy.to(state.world.device))
-    terms = high_band_losses(output, target.to(state.world.device), config.model.crossover_hz)
+    terms = high_band_losses(output, target, config.model.crossover_hz)
+    logs = {}
+    if is_adversarial(config, state.step):
+        state.opt_d.param_groups[0]["lr"] = config.optim.discriminator_lr * decay
+        fake = with_high_band_of(target, output, config.model.crossover_hz)
+        logs = d_step(state, {"target": target, "fake": fake})
+        terms.update(adversarial_losses(state.discriminators, target, fake))
     total = sum(config.loss_weights.get(name, 0.0) * value for name, value in terms.items())
     state.optimizer.zero_grad(set_to_none=True)
     total.backward()
@@ -163,7 +217,7 @@ def g_step(state: BweState, noisy: torch.Tensor, target: torch.Tensor) -> dict[s
     else:  # one bad batch must not poison an unattended run
         logger.warning("step %d: non-finite gradient, update skipped", state.step)
     state.step += 1
-    return {**{k: v.item() for k, v in terms.items()}, "bwe/total": total.item(), "bwe/grad_norm": norm.item()}
+    return {**logs, **{k: v.item() for k, v in terms.items()}, "bwe/total": total.item(), "bwe/grad_norm": norm.item()}
 
 
 def upsampled_input(model: BandwidthExtender, noisy: torch.Tensor) -> torch.Tensor:
@@ -187,7 +241,7 @@ def validate(state: BweState, noisy: torch.Tensor, target: torch.Tensor) -> tupl
 
 
 def checkpoint_payload(state: BweState) -> dict:
-    return {
+    payload = {
         "config": to_dict(state.config),
         "step": state.step,
         "epoch": state.epoch,
@@ -195,6 +249,10 @@ def checkpoint_payload(state: BweState) -> dict:
         "model": unwrap(state.model).state_dict(),
         "optimizer": state.optimizer.state_dict(),
     }
+    if state.discriminators is not None:
+        payload["discriminators"] = unwrap(state.discriminators).state_dict()
+        payload["opt_d"] = state.opt_d.state_dict()
+    return payload
 
 
 def restore(state: BweState, payload: dict) -> None:
@@ -204,6 +262,16 @@ def restore(state: BweState, payload: dict) -> None:
     unwrap(state.model).load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     state.step, state.epoch, state.best_validation = payload["step"], payload["epoch"], payload["best_validation"]
+    if state.discriminators is None:
+        return
+    if "discriminators" in payload:
+        if payload["config"].get("discriminators") != to_dict(state.config)["discriminators"]:
+            raise ValueError(f"discriminators: the checkpoint was trained with {payload['config'].get('discriminators')}, the config says {to_dict(state.config)['discriminators']}")
+        unwrap(state.discriminators).load_state_dict(payload["discriminators"])
+        state.opt_d.load_state_dict(payload["opt_d"])
+    else:  # a reconstruction checkpoint: the adversarial stage starts with fresh discriminators and its own best
+        logger.info("the checkpoint has no discriminators: they start fresh; best.pt now tracks the adversarial stage")
+        state.best_validation = float("inf")
 
 
 def write_checkpoints(state: BweState, run_dir: Path, writer, validation: tuple[torch.Tensor, torch.Tensor], snapshot: bool) -> None:
@@ -226,14 +294,24 @@ def write_checkpoints(state: BweState, run_dir: Path, writer, validation: tuple[
         save_checkpoint(run_dir / f"checkpoint_{state.step:08d}.pt", payload)
 
 
-def train(config: BweConfig, run_dir: Path, world: World, max_steps: int | None = None) -> BweState:
-    """Run (or resume) training, writing checkpoints and TensorBoard logs to ``run_dir``."""
+def initialise_from(state: BweState, checkpoint_path: str | Path) -> None:
+    """Start from the model weights of another run's checkpoint (same parameter shapes; the model config may
+    differ where it leaves them alone, e.g. ``source_high_hz``); step, optimizer and discriminators start fresh."""
+    unwrap(state.model).load_state_dict(load_checkpoint(checkpoint_path)["model"])
+
+
+def train(config: BweConfig, run_dir: Path, world: World, max_steps: int | None = None, init_from: Path | None = None) -> BweState:
+    """Run (or resume) training, writing checkpoints and TensorBoard logs to ``run_dir``; a new run starts
+    from the weights of ``init_from`` when given (a run that has a checkpoint resumes it instead)."""
     torch.set_num_threads(config.threads)
     state = build_state(config, world)
     if (run_dir / "checkpoint.pt").is_file():
         restore(state, load_checkpoint(run_dir / "checkpoint.pt"))
         state.epoch += 1
         logger.info("resumed from %s at step %d", run_dir / "checkpoint.pt", state.step)
+    elif init_from is not None:
+        initialise_from(state, init_from)
+        logger.info("new run starting from the model weights of %s", init_from)
     training_files, validation_files = split_by_actor(config.data.speech_dir)
     limiter = BandLimiter(config.band_limit)
     hop = config.model.hop_samples
@@ -283,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True, type=Path, help="checkpoints and logs; resumes from it automatically")
     parser.add_argument("--max-steps", type=int, help="stop after this many more steps")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--init-from", type=Path, metavar="CHECKPOINT", help="a new run starts from this checkpoint's model weights (fine-tuning)")
     parser.add_argument("--export", type=Path, metavar="WEIGHTS", help="write the run's best checkpoint as safetensors to WEIGHTS and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -297,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     world = init_from_env(args.device)
     try:
-        train(config, args.run_dir, world, args.max_steps)
+        train(config, args.run_dir, world, args.max_steps, args.init_from)
     except (ValueError, FileNotFoundError) as error:
         logger.error("%s", error)
         return 2

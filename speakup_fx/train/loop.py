@@ -168,11 +168,18 @@ def generator_losses(state: State, batch: dict[str, torch.Tensor], adversarial: 
     fake, target = batch["fake"], batch["target"]
     terms = reconstruction_losses(state.config, fake, target)
     if adversarial:
-        scores, features = state.discriminators(torch.cat([target, fake]))
-        half = target.shape[0]
-        terms["adv/gen"] = losses.lsgan_generator_loss([s[half:] for s in scores])
-        terms["adv/feat"] = losses.feature_matching_loss([[f[:half] for f in fs] for fs in features], [[f[half:] for f in fs] for fs in features])
+        terms.update(adversarial_losses(state.discriminators, target, fake))
     return terms
+
+
+def adversarial_losses(discriminators: nn.Module, target: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The generator's LSGAN and feature-matching terms (``adv/gen``, ``adv/feat``) for ``fake`` against real ``target``."""
+    scores, features = discriminators(torch.cat([target, fake]))
+    half = target.shape[0]
+    return {
+        "adv/gen": losses.lsgan_generator_loss([s[half:] for s in scores]),
+        "adv/feat": losses.feature_matching_loss([[f[:half] for f in fs] for fs in features], [[f[half:] for f in fs] for fs in features]),
+    }
 
 
 def g_step(state: State, batch: dict[str, torch.Tensor], adversarial: bool = False) -> dict[str, float]:

@@ -11,7 +11,7 @@ import torch
 import synthetic
 
 from speakup_fx.runtime.weights import load_model
-from speakup_fx.train.bwe import BweConfig, build_state, g_step, high_band_losses, load_bwe_config, main, train
+from speakup_fx.train.bwe import BweConfig, build_state, g_step, high_band_losses, initialise_from, load_bwe_config, main, train, with_high_band_of
 from speakup_fx.train.checkpoint import load_checkpoint
 from speakup_fx.train.distributed import World
 
@@ -73,3 +73,57 @@ def test_a_run_resumes_from_its_checkpoint_and_exports_weights(config, tmp_path)
     info, model = load_model(tmp_path / "bwe.safetensors")
     assert info.kind == "bandwidth_extension" and model.config == config.model
     assert int(info.metadata["step"]) >= 2
+
+
+def test_the_discriminators_see_the_target_below_the_crossover_and_the_output_above_it():
+    gen = torch.Generator().manual_seed(2)
+    target, output = torch.randn(2, 1, 4800, generator=gen), torch.randn(2, 1, 4800, generator=gen)
+    mixed = with_high_band_of(target, output, 8000.0)
+    spectra = [torch.fft.rfft(s) for s in (mixed, target, output)]
+    split = 800  # 8 kHz of 4800 frames at 48 kHz
+    torch.testing.assert_close(spectra[0][..., :split], spectra[1][..., :split], atol=1e-3, rtol=0)
+    torch.testing.assert_close(spectra[0][..., split + 1 :], spectra[2][..., split + 1 :], atol=1e-3, rtol=0)
+
+
+def test_the_adversarial_stage_updates_the_discriminators_and_resumes_from_a_reconstruction_run(config, tmp_path):
+    run_dir = tmp_path / "run"
+    train(config, run_dir, CPU)  # reconstruction only: no discriminators in the checkpoint
+    assert "discriminators" not in load_checkpoint(run_dir / "checkpoint.pt")
+    adversarial = replace(config, steps=4, adversarial_from_step=3)
+    state = train(adversarial, run_dir, CPU)  # step 2 reconstruction, step 3 adversarial
+    assert state.step == 4
+    payload = load_checkpoint(run_dir / "checkpoint.pt")
+    assert payload["step"] == 4 and "opt_d" in payload
+    trained = load_checkpoint(run_dir / "checkpoint.pt")["discriminators"]
+    fresh = build_state(adversarial, CPU).discriminators.state_dict()
+    assert any(not torch.equal(trained[k], fresh[k]) for k in fresh), "the discriminators were never updated"
+    state = train(replace(adversarial, steps=5), run_dir, CPU)  # resumes the adversarial stage with its discriminators
+    assert state.step == 5
+    resumed = load_checkpoint(run_dir / "checkpoint.pt")["discriminators"]
+    assert any(not torch.equal(resumed[k], trained[k]) for k in trained)
+
+
+def test_an_adversarial_step_logs_the_discriminator_and_generator_terms(config):
+    state = build_state(replace(config, adversarial_from_step=0), CPU)
+    gen = torch.Generator().manual_seed(3)
+    logs = g_step(state, 0.1 * torch.randn(2, 1, 1600, generator=gen), 0.1 * torch.randn(2, 1, 4800, generator=gen))
+    assert {"adv/disc", "adv/gen", "adv/feat", "bwe/total"} <= set(logs)
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+
+
+def test_an_adversarial_stage_outside_the_run_or_a_16k_mel_discriminator_is_refused(config):
+    with pytest.raises(ValueError, match="adversarial_from_step"):
+        replace(config, adversarial_from_step=config.steps)
+    with pytest.raises(ValueError, match="discriminators.sample_rate"):
+        replace(config, discriminators=replace(config.discriminators, sample_rate=16_000))
+
+
+def test_a_new_run_can_start_from_another_runs_weights_with_a_changed_source_band(config, tmp_path):
+    train(config, tmp_path / "first", CPU)
+    trained = load_checkpoint(tmp_path / "first" / "checkpoint.pt")["model"]
+    moved = replace(config, model=replace(config.model, source_high_hz=7_000.0), steps=1)
+    state = build_state(moved, CPU)
+    initialise_from(state, tmp_path / "first" / "checkpoint.pt")
+    assert all(torch.equal(v, trained[k]) for k, v in state.model.state_dict().items())
+    state = train(moved, tmp_path / "second", CPU, init_from=tmp_path / "first" / "checkpoint.pt")
+    assert state.step == 1 and load_checkpoint(tmp_path / "second" / "checkpoint.pt")["config"]["model"]["source_high_hz"] == 7_000.0

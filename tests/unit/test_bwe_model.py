@@ -18,6 +18,7 @@ from speakup_fx.models.bwe import (
 from speakup_fx.runtime.weights import load_model, save_weights
 
 TINY = BandwidthExtenderConfig(channels=8, dilations=(1, 2))
+TINY_SOURCE_7K = BandwidthExtenderConfig(channels=8, dilations=(1, 2), source_high_hz=7_000.0)
 
 
 def tiny_model(seed: int = 0, config: BandwidthExtenderConfig = TINY) -> BandwidthExtender:
@@ -39,8 +40,9 @@ def test_the_upsampler_is_the_project_resampler():
     np.testing.assert_allclose(ours, resample(x, 16_000, 48_000), atol=1e-6)
 
 
-def test_streaming_equals_offline_for_any_split():
-    model, x = tiny_model(), speech_16k()
+@pytest.mark.parametrize("config", [TINY, TINY_SOURCE_7K], ids=["source_to_crossover", "source_to_7k"])
+def test_streaming_equals_offline_for_any_split(config):
+    model, x = tiny_model(config=config), speech_16k()
     hop = model.config.hop_samples
     with torch.no_grad():
         offline = model(x)
@@ -69,6 +71,19 @@ def test_the_output_is_the_upsampled_input_plus_a_band_above_the_crossover():
     above = spectrum[hz >= model.config.crossover_hz].sum()
     assert above > 0
     assert below < 1e-4 * above  # only the synthesis window's leakage reaches below the crossover
+
+
+def test_the_source_band_ends_where_configured_and_every_copy_shifts_by_an_even_number_of_bins():
+    bin_hz = 48_000 / BandwidthExtender(TINY).n_fft
+    for config, top_hz in ((TINY, TINY.crossover_hz), (TINY_SOURCE_7K, 7_000.0)):
+        model = BandwidthExtender(config)
+        source_hz = model.source_index.numpy() * bin_hz
+        shifts = np.arange(model.crossover_bin, model.bins) - model.source_index.numpy()
+        assert source_hz.min() >= config.source_low_hz and source_hz.max() < top_hz
+        assert source_hz.max() >= top_hz - 3 * bin_hz  # the source reaches up to its top
+        assert np.all(shifts % 2 == 0) and np.all(shifts > 0)
+    with pytest.raises(ValueError, match="source_high_hz"):
+        BandwidthExtenderConfig(source_high_hz=8_000.0)
 
 
 def test_batch_rows_do_not_affect_each_other():

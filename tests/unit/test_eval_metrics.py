@@ -150,6 +150,17 @@ def test_the_recogniser_transcribes_a_clean_voicebank_sentence_offline():
     assert " ".join(metrics.transcribe(audio, rate)) == "ask her to bring these things with her from the store"
 
 
+def test_the_recogniser_does_not_carry_one_utterance_into_the_next():
+    decoder = metrics._decoder()
+    first, second = clean_speech(1.0), 0.3 * np.random.default_rng(1).standard_normal(RATE).astype(np.float32)
+    metrics.transcribe(first, RATE)
+    state_after_first = decoder.get_cmn()
+    metrics.transcribe(second, RATE)
+    assert decoder.get_cmn() != state_after_first  # the cepstral mean moves with each utterance ...
+    metrics.transcribe(first, RATE)
+    assert decoder.get_cmn() == state_after_first  # ... but every utterance starts from the same one
+
+
 def test_speech_level_difference_measures_a_known_gain_on_the_speech_frames():
     speech = np.concatenate([np.zeros(RATE // 2, np.float32), clean_speech(1.0)])
     assert metrics.speech_level_difference_db(speech, 0.5 * speech, RATE) == pytest.approx(-6.02, abs=0.01)
@@ -174,6 +185,22 @@ def test_log_spectral_distance_is_zero_for_the_same_signal_and_grows_with_a_miss
     assert log_spectral_distance(reference, narrow, 48_000) > log_spectral_distance(reference, half, 48_000) > 0.1
     with pytest.raises(ValueError, match="frames"):
         log_spectral_distance(reference, reference[:-1], 48_000)
+
+
+def test_the_high_band_log_spectral_distance_sees_only_the_bins_above_its_edge():
+    from speakup_fx.dsp.resample import resample
+    from speakup_fx.eval.metrics import log_spectral_distance
+
+    reference = synthetic.noise(1.0, 48_000, 1, level_db=-20.0)[0]
+    narrow = resample(resample(reference, 48_000, 16_000), 16_000, 48_000)
+    # every bin above 8 kHz is (nearly) empty in ``narrow``: the full-band distance also averages in the bins
+    # below 8 kHz, where both agree, so it is about sqrt(2/3) of the high-band one
+    high, full = log_spectral_distance(reference, narrow, 48_000, low_hz=8_000.0), log_spectral_distance(reference, narrow, 48_000)
+    assert high == pytest.approx(full * np.sqrt(3 / 2), rel=0.05)
+    low_only = reference + 0.5 * (narrow - resample(resample(narrow, 48_000, 8_000), 8_000, 48_000))  # changes 4-8 kHz only
+    assert log_spectral_distance(reference, low_only, 48_000, low_hz=9_000.0) < 0.05
+    with pytest.raises(ValueError, match="low_hz"):
+        log_spectral_distance(reference, reference, 48_000, low_hz=24_000.0)
 
 
 def test_band_energy_change_reads_a_gain_in_db():
