@@ -160,13 +160,6 @@ def test_the_executors_load_the_model_once_on_their_gpu(spark, tmp_path):
     assert len({row["worker"] for row in rows}) < len(rows)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus")
-    synthetic.write_tiny_corpus(folder)
-    return folder
-
-
 @pytest.fixture
 def config_path(corpus, tmp_path):
     values = tomllib.loads(TINY.read_text())

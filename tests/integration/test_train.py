@@ -19,13 +19,6 @@ TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 CPU = World(0, 1, torch.device("cpu"))
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus")
-    synthetic.write_tiny_corpus(folder)
-    return folder
-
-
 @pytest.fixture
 def config(corpus, tmp_path):
     base = load_config(TINY)
