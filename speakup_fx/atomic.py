@@ -1,22 +1,27 @@
 """The one way SpeakUp FX writes a file: to a temporary file beside it, then renamed into place.
 
-The temporary name is short and fixed in length (``.speakup-<pid>-<hex>.tmp<suffix>``), so it fits
-whenever the destination's name fits, and it carries the writer's process id, so a later run can
-remove what a killed run left behind (``remove_stale_temporaries``) without touching anyone
-else's files. A file that is replaced keeps its permission bits; a new file gets the umask's.
+The temporary name is short and fixed in length (``.speakup-<host>-<pid>-<hex>.tmp<suffix>``), so it
+fits whenever the destination's name fits, and it carries the writer's host (a hash of its name) and
+process id, so a later run can remove what a killed run on the same machine left behind
+(``remove_stale_temporaries``) without touching anyone else's files, including those that other
+machines of a cluster are writing to a shared folder. A file that is replaced keeps its permission bits; a new file gets the umask's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 TEMP_PREFIX = ".speakup-"
-_TEMP_NAME = re.compile(r"^\.speakup-(\d+)-[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]{1,8})?$")
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+"""This machine in temporary names: processes of other hosts are not ours to judge alive or dead."""
+_TEMP_NAME = re.compile(r"^\.speakup-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]{1,8})?$")
 _MAX_SUFFIX_CHARS = 9
 
 
@@ -29,7 +34,7 @@ def temporary_name(path: Path, suffix: str | None = None) -> Path:
     suffix = path.suffix if suffix is None else suffix
     if len(suffix) > _MAX_SUFFIX_CHARS or not re.fullmatch(r"(\.[A-Za-z0-9]+)?", suffix):
         suffix = ""
-    return path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}")
+    return path.with_name(f"{TEMP_PREFIX}{HOST_TAG}-{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}")
 
 
 def _umask() -> int:
@@ -92,12 +97,13 @@ def process_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
-    """Remove temporary files of ours in ``folder`` whose writing process is gone; return what was removed."""
+    """Remove temporary files of ours in ``folder`` whose writing process on this host is gone; return them."""
     removed = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
             match = _TEMP_NAME.match(entry.name)
-            if match and entry.is_file(follow_symlinks=False) and not process_alive(int(match.group(1))):
+            ours = match and match.group(1) == HOST_TAG and entry.is_file(follow_symlinks=False)
+            if ours and not process_alive(int(match.group(2))):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))

@@ -23,7 +23,7 @@ import soundfile
 from synthetic import speech_like
 
 import speakup_fx.effect
-from speakup_fx.atomic import TEMP_PREFIX
+from speakup_fx.atomic import HOST_TAG, TEMP_PREFIX
 from speakup_fx.bounce import BounceError, bounce
 from speakup_fx.cli import main
 from speakup_fx.dsp.loudness import integrated_loudness_lufs, true_peak_dbtp
@@ -185,8 +185,15 @@ def test_the_next_run_removes_stale_temporaries_of_dead_runs_and_nothing_else(tm
     out.mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
-    stale = [out / f"{TEMP_PREFIX}{dead_pid}-0123abcd.tmp.wav", out / f"{TEMP_PREFIX}{dead_pid}-4567cdef.tmp.f32"]
-    kept = [out / f"{TEMP_PREFIX}{os.getppid()}-89abcdef.tmp.wav", out / ".mine.wav.tmp", out / "notes.txt"]
+    here = f"{TEMP_PREFIX}{HOST_TAG}"
+    stale = [out / f"{here}-{dead_pid}-0123abcd.tmp.wav", out / f"{here}-{dead_pid}-4567cdef.tmp.f32"]
+    other_host = "0123abcd" if HOST_TAG != "0123abcd" else "4567cdef"  # a cluster node writing to a shared folder
+    kept = [
+        out / f"{here}-{os.getppid()}-89abcdef.tmp.wav",
+        out / f"{TEMP_PREFIX}{other_host}-{dead_pid}-0123abcd.tmp.wav",
+        out / ".mine.wav.tmp",
+        out / "notes.txt",
+    ]
     for path in stale + kept:
         path.write_bytes(b"x" * 100)
     bounce(source, out / "x.wav", overrides=NO_LOUDNESS, effect=Gain())
@@ -204,7 +211,7 @@ def test_every_temporary_file_of_a_bounce_is_named_so_a_later_run_can_remove_it(
     bounce(source, tmp_path / "out" / "x.wav", effect=Gain(), progress=progress)  # with the loudness pass
     temporaries = seen - {"x.wav"}
     assert any(name.endswith(".f32") for name in temporaries), "the loudness pass keeps a float file"
-    assert temporaries and all(name.startswith(f"{TEMP_PREFIX}{os.getpid()}-") for name in temporaries)
+    assert temporaries and all(name.startswith(f"{TEMP_PREFIX}{HOST_TAG}-{os.getpid()}-") for name in temporaries)
 
 
 # 3. Truncated input is not silently half-processed.

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from speakup_fx.atomic import OutputExistsError, atomic_write, remove_stale_temporaries, temporary_name
+from speakup_fx.atomic import HOST_TAG, OutputExistsError, atomic_write, remove_stale_temporaries, temporary_name
 
 
 def test_written_file_appears_only_on_success(tmp_path):
@@ -24,7 +24,7 @@ def test_written_file_appears_only_on_success(tmp_path):
 
 def test_temporary_name_fits_whenever_the_name_fits(tmp_path):
     target = tmp_path / ("x" * 251 + ".wav")
-    assert len(temporary_name(target).name) < 40
+    assert len(temporary_name(target).name) <= 9 + 8 + 1 + 10 + 1 + 8 + 4 + 9  # prefix, host, pid, random, .tmp, suffix
     with atomic_write(target) as temporary:
         temporary.write_bytes(b"ok")
     assert target.read_bytes() == b"ok"
@@ -65,9 +65,15 @@ def test_without_overwrite_an_existing_file_is_left_alone(tmp_path):
 def test_only_our_temporaries_of_dead_processes_are_removed(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
-    stale = tmp_path / f".speakup-{dead_pid}-0123abcd.tmp.wav"
-    ours_alive = tmp_path / f".speakup-{os.getpid()}-0123abcd.tmp.wav"
-    foreign = [tmp_path / f".speakup-{dead_pid}-notours.tmp", tmp_path / "song.wav", tmp_path / f".other-{dead_pid}.tmp"]
+    stale = tmp_path / f".speakup-{HOST_TAG}-{dead_pid}-0123abcd.tmp.wav"
+    ours_alive = tmp_path / f".speakup-{HOST_TAG}-{os.getpid()}-0123abcd.tmp.wav"
+    other_host = "0123abcd" if HOST_TAG != "0123abcd" else "4567cdef"
+    foreign = [
+        tmp_path / f".speakup-{other_host}-{dead_pid}-0123abcd.tmp.wav",  # another machine writing to a shared folder
+        tmp_path / f".speakup-{HOST_TAG}-{dead_pid}-notours.tmp",
+        tmp_path / "song.wav",
+        tmp_path / f".other-{dead_pid}.tmp",
+    ]
     for path in [stale, ours_alive, *foreign]:
         path.write_bytes(b"x")
     assert remove_stale_temporaries(tmp_path) == [stale]
