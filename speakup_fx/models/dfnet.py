@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from speakup_fx.models.streaming import CachedConv1d
+from speakup_fx.models.streaming import CachedConv1d, stream_whole
 
 _EMA_CHUNK_FRAMES = 64
 """Frames per matrix product of the running means (a whole file is processed in chunks of this many)."""
@@ -206,9 +206,4 @@ class DFNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Offline: ``x`` ``(batch, 1, time)`` -> ``(batch, 2, time)`` (denoised, dereverberated), aligned with ``x``."""
-        if x.ndim != 3 or x.shape[1] != 1:
-            raise ValueError(f"x: expected (batch, 1, time), got {tuple(x.shape)}")
-        hop, frames = self.config.hop_samples, x.shape[-1]
-        padded = F.pad(x, (0, self.latency_samples + (-frames) % hop))
-        y, _ = self.forward_stream(padded, self.initial_state(x.shape[0]))
-        return y[..., self.latency_samples : self.latency_samples + frames]
+        return stream_whole(self, x)

@@ -88,6 +88,17 @@ class GatedBlock(nn.Module):
         return (x + res) * math.sqrt(0.5), skip, cache
 
 
+def stream_whole(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model.forward_stream`` over all of ``x`` ``(batch, 1, time)`` at once (padded to whole hops and
+    flushed by its latency), cut to be aligned with ``x``: the offline ``forward`` of a same-rate streaming model."""
+    if x.ndim != 3 or x.shape[1] != 1:
+        raise ValueError(f"x: expected (batch, 1, time), got {tuple(x.shape)}")
+    hop, frames = model.config.hop_samples, x.shape[-1]
+    padded = F.pad(x, (0, model.latency_samples + (-frames) % hop))
+    y, _ = model.forward_stream(padded, model.initial_state(x.shape[0]))
+    return y[..., model.latency_samples : model.latency_samples + frames]
+
+
 class StreamingGenerator(nn.Module):
     """Denoise and dereverberate 16 kHz speech; ``forward`` is offline and aligned, ``forward_stream`` is blockwise."""
 
@@ -177,9 +188,4 @@ class StreamingGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Offline: ``x`` ``(batch, 1, time)`` -> enhanced ``(batch, 1, time)``, aligned with ``x``."""
-        if x.ndim != 3 or x.shape[1] != 1:
-            raise ValueError(f"x: expected (batch, 1, time), got {tuple(x.shape)}")
-        hop, frames = self.config.hop_samples, x.shape[-1]
-        padded = F.pad(x, (0, self.latency_samples + (-frames) % hop))
-        y, _ = self.forward_stream(padded, self.initial_state(x.shape[0]))
-        return y[..., self.latency_samples : self.latency_samples + frames]
+        return stream_whole(self, x)
