@@ -1,13 +1,14 @@
 """Clean-speech filtering by a no-reference score, so "clean" targets that carry noise or room do not teach them.
 
 Each speech file is scored once with DNSMOS P.835 (``eval.metrics.dnsmos``) at 16 kHz; the scores are
-kept in a CSV in the training cache, keyed by the file's path, size and modification time, so a changed
-file is scored again. Ranks of a DDP run that score at once each write the same table atomically.
+kept in a CSV in the training cache, keyed by a SHA-256 of the file's bytes, so a changed file is scored
+again and a copy of the data (new paths or modification times, as on a fresh machine) is not. Ranks of a DDP run that score at once each write the same table atomically.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,33 +23,35 @@ SCORE_NAMES = ("sig", "bak", "ovrl")
 """The DNSMOS figures kept per file; ``bak`` is the one that sees background noise."""
 
 _CACHE_NAME = "clean_speech_dnsmos.csv"
-_KEY_FIELDS = ("path", "size_bytes", "mtime_ns")
 
 
-def _file_key(path: Path) -> tuple[str, str, str]:
-    stat = path.stat()
-    return str(path), str(stat.st_size), str(stat.st_mtime_ns)
+def _content_key(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def clean_speech_scores(rows: Sequence[ManifestRow], cache_dir: str | Path) -> dict[Path, dict[str, float]]:
     """DNSMOS ``{sig, bak, ovrl}`` of each row's file, computed for the files the cache lacks."""
     cache = Path(cache_dir) / _CACHE_NAME
-    known: dict[tuple[str, str, str], dict[str, float]] = {}
+    known: dict[str, dict[str, float]] = {}
+    paths: dict[str, str] = {}  # for the reader of the table only
     if cache.is_file():
         with cache.open(newline="") as f:
-            known = {tuple(r[k] for k in _KEY_FIELDS): {n: float(r[n]) for n in SCORE_NAMES} for r in csv.DictReader(f)}
-    keys = {row.path: _file_key(row.path) for row in rows}
+            for r in csv.DictReader(f):
+                known[r["sha256"]], paths[r["sha256"]] = {n: float(r[n]) for n in SCORE_NAMES}, r["path"]
+    keys = {row.path: _content_key(row.path) for row in rows}
     missing = [row for row in rows if keys[row.path] not in known]
     if missing:
         logger.info("scoring %d clean speech files with DNSMOS (cached in %s)", len(missing), cache)
         for row in missing:
             scores = metrics.dnsmos(load_mono(row.path, metrics.METRIC_SAMPLE_RATE), metrics.METRIC_SAMPLE_RATE)
             known[keys[row.path]] = {n: round(getattr(scores, n), 4) for n in SCORE_NAMES}  # as the cache keeps them
+            paths[keys[row.path]] = str(row.path)
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(cache) as temporary, temporary.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(_KEY_FIELDS + SCORE_NAMES)
-            writer.writerows(key + tuple(scores[n] for n in SCORE_NAMES) for key, scores in sorted(known.items()))
+            writer.writerow(("sha256", "path") + SCORE_NAMES)
+            writer.writerows((key, paths[key]) + tuple(scores[n] for n in SCORE_NAMES) for key, scores in sorted(known.items()))
     return {row.path: known[keys[row.path]] for row in rows}
 
 

@@ -19,7 +19,8 @@ is causal, so one code path (``forward_stream``) serves training, whole files an
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -207,3 +208,45 @@ class DFNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Offline: ``x`` ``(batch, 1, time)`` -> ``(batch, 2, time)`` (denoised, dereverberated), aligned with ``x``."""
         return stream_whole(self, x)
+
+
+def widen_state(narrow: Mapping[str, torch.Tensor], narrow_config: DFNetConfig, wide: DFNet) -> dict[str, torch.Tensor]:
+    """``wide``'s state with ``narrow``'s weights in it, computing the same function (Net2Net-style widening).
+
+    Only ``channels`` may differ. The narrow trunk's rows and columns are copied into the wide one; the
+    new units keep ``wide``'s own initial weights on their inputs, and every weight that reads a new unit
+    (the GRU's inputs and recurrences of the old units, the gain and filter heads) starts at zero, so
+    the outputs are unchanged until training moves those weights off zero.
+    """
+    old, new = narrow_config.channels, wide.config.channels
+    if replace(narrow_config, channels=new) != wide.config or new < old:
+        raise ValueError(f"widening needs the same DFNet config with channels >= {old}; got {wide.config}")
+    state = {name: tensor.clone() for name, tensor in wide.state_dict().items()}
+
+    def put(name: str, rows: list[tuple[int, int]], columns: int | None) -> None:
+        """Copy ``narrow[name]`` into ``state[name]``: row block i of the narrow goes to ``rows[i]`` (start,
+        size); with ``columns``, the old columns are copied and the new ones zeroed for the old rows."""
+        source, target = narrow[name], state[name]
+        start_narrow = 0
+        for start, size in rows:
+            block = source[start_narrow : start_narrow + size]
+            if columns is None:
+                target[start : start + size] = block
+            else:
+                target[start : start + size, :columns] = block
+                target[start : start + size, columns:] = 0
+            start_narrow += size
+
+    put("input.weight", [(0, old)], None)
+    put("input.bias", [(0, old)], None)
+    gates = [(gate * new, old) for gate in range(3)]  # the GRU stacks its reset, update and new gates
+    for layer in range(narrow_config.gru_layers):
+        put(f"gru.weight_ih_l{layer}", gates, old)  # layer 0 reads the (widened) input conv
+        put(f"gru.weight_hh_l{layer}", gates, old)
+        put(f"gru.bias_ih_l{layer}", gates, None)
+        put(f"gru.bias_hh_l{layer}", gates, None)
+    for head in ("gains", "filters"):
+        state[f"{head}.weight"][:, :old] = narrow[f"{head}.weight"]
+        state[f"{head}.weight"][:, old:] = 0
+        state[f"{head}.bias"] = narrow[f"{head}.bias"].clone()
+    return state

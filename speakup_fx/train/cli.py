@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="TOML file with what differs from the defaults")
     parser.add_argument("--run-dir", type=Path, help="checkpoints and logs (default: runs/CONFIG_NAME); resumes from it automatically")
     parser.add_argument("--resume", action="store_true", help="fail unless the run dir holds a checkpoint to resume")
+    parser.add_argument("--init-from", type=Path, metavar="CHECKPOINT", help="a new run starts from this checkpoint's generator (EMA) weights, widened when the config's DFNet has more channels")
     parser.add_argument("--max-steps", type=int, help="stop after this many more steps")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--export", type=Path, metavar="WEIGHTS", help="write the run's best checkpoint as safetensors to WEIGHTS and exit")
@@ -46,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if not world.is_main:
         logging.getLogger("speakup_fx").setLevel(logging.WARNING)
     try:
-        train(config, run_dir, world, args.max_steps, args.resume)
+        train(config, run_dir, world, args.max_steps, args.resume, args.init_from)
         barrier(world)  # ranks leave together
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         logger.error("%s", error)
         return 2
     finally:

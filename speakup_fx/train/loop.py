@@ -20,7 +20,7 @@ from speakup_fx.data.dataset import VALIDATION_EPOCH, DegradedSpeech, EpochSampl
 from speakup_fx.data.degrade import DegradeConfig, Degrader
 from speakup_fx.data.quality import keep_clean
 from speakup_fx.data.shards import ShardedPairs
-from speakup_fx.models.dfnet import DFNet
+from speakup_fx.models.dfnet import DFNet, widen_state
 from speakup_fx.models.discriminators import Discriminators
 from speakup_fx.models.paper import PaperGenerator
 from speakup_fx.models.streaming import StreamingGenerator
@@ -244,6 +244,26 @@ def restore(state: State, payload: dict) -> None:
         state.best_validation = float("inf")
 
 
+def initialise_from(state: State, checkpoint_path: str | Path) -> None:
+    """Start the generator (and its EMA copy) from another run's generator weights, EMA when kept; a DFNet
+    is widened when this config has more channels (``widen_state``). Step, optimizer and scores start fresh."""
+    payload = load_checkpoint(checkpoint_path)
+    saved = from_dict(Config, payload["config"])
+    weights = payload.get("generator_ema", payload["generator"])
+    generator = unwrap(state.generator)
+    if saved.generator != state.config.generator:
+        raise ValueError(f"--init-from: {checkpoint_path} holds a {saved.generator!r} generator, the config trains {state.config.generator!r}")
+    name = saved.generator  # also the name of its config section
+    if getattr(saved, name) != getattr(state.config, name):
+        if name != "dfnet":
+            raise ValueError(f"--init-from: {checkpoint_path} was trained with {name} {getattr(saved, name)}, the config says {getattr(state.config, name)}")
+        weights = widen_state(weights, saved.dfnet, generator)
+    generator.load_state_dict(weights)
+    if state.ema is not None:
+        state.ema.load_state_dict(generator.state_dict())
+    logger.info("new run starting from the generator of %s (step %d)", checkpoint_path, payload["step"])
+
+
 def build_degrader(config: Config, degrade: DegradeConfig | None = None) -> Degrader:
     """The training noise and room banks with ``degrade`` (default: the config's) drawing from them."""
     c, rate = config.data, config.degrade.sample_rate
@@ -314,20 +334,23 @@ def write_checkpoints(state: State, run_dir: Path, writer, validation: tuple[tor
         save_checkpoint(run_dir / f"checkpoint_{state.step:08d}.pt", payload)
 
 
-def train(config: Config, run_dir: Path, world: World, max_steps: int | None = None, require_resume: bool = False) -> State:
-    """Run (or resume) the schedule, writing checkpoints and TensorBoard logs to ``run_dir``.
+def train(
+    config: Config, run_dir: Path, world: World, max_steps: int | None = None, require_resume: bool = False, init_from: Path | None = None
+) -> State:
+    """Run (or resume) the schedule, writing checkpoints and TensorBoard logs to ``run_dir``; a new run
+    starts from the generator of the checkpoint ``init_from`` when given (``initialise_from``).
 
     Torch runs on ``config.threads`` threads meanwhile; the caller's thread count is restored on exit.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, run_dir, world, max_steps, require_resume)
+        return _train(config, run_dir, world, max_steps, require_resume, init_from)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config: Config, run_dir: Path, world: World, max_steps: int | None, require_resume: bool) -> State:
+def _train(config: Config, run_dir: Path, world: World, max_steps: int | None, require_resume: bool, init_from: Path | None) -> State:
     state = build_state(config, world)
     if (run_dir / "checkpoint.pt").is_file():
         restore(state, load_checkpoint(run_dir / "checkpoint.pt"))
@@ -335,6 +358,8 @@ def _train(config: Config, run_dir: Path, world: World, max_steps: int | None, r
         logger.info("resumed from %s at step %d", run_dir / "checkpoint.pt", state.step)
     elif require_resume:
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
+    elif init_from is not None:
+        initialise_from(state, init_from)
     training, held_out = build_datasets(config)
     writer = validation = None
     if world.is_main:

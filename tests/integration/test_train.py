@@ -208,6 +208,19 @@ def test_dfnet_runs_a_short_training_run_on_the_corpus(config, tmp_path):
     assert "generator_ema" in load_checkpoint(tmp_path / "run" / "checkpoint.pt")
 
 
+def test_a_new_run_starts_from_a_narrower_runs_generator_widened(config, tmp_path):
+    narrow = train(dfnet_config(config, ema_decay=0.5), tmp_path / "narrow", CPU, max_steps=2)
+    wide_config = replace(dfnet_config(config, ema_decay=0.5), dfnet=replace(narrow.config.dfnet, channels=12))
+    wide = train(wide_config, tmp_path / "wide", CPU, max_steps=0, init_from=tmp_path / "narrow" / "checkpoint.pt")
+    assert wide.step == 0 and wide.generator.config.channels == 12
+    x = torch.randn(1, 1, 3200)
+    with torch.no_grad():
+        expected, got = narrow.ema(x), wide.ema(x)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-5 * expected.abs().max().item())
+    with pytest.raises(ValueError, match="same DFNet config"):
+        train(replace(wide_config, dfnet=replace(wide_config.dfnet, df_bins=8)), tmp_path / "other", CPU, max_steps=0, init_from=tmp_path / "narrow" / "checkpoint.pt")
+
+
 def test_targets_must_match_the_generators_outputs(config):
     with pytest.raises(ValueError, match="data.targets: 1 targets"):
         build_state(replace(dfnet_config(config), data=replace(config.data, targets=("dry",))), CPU)

@@ -1,4 +1,4 @@
-"""The clean-speech filter: DNSMOS BAK drops noisy "clean" files, scores are cached and refreshed on change."""
+"""The clean-speech filter: DNSMOS BAK drops noisy "clean" files, scores are cached by content and refreshed on change."""
 
 import numpy as np
 import pytest
@@ -56,6 +56,18 @@ def test_scores_are_cached_and_a_changed_file_is_scored_again(rows, tmp_path, co
     sf.write(rows[1].path, np.zeros(RATE, np.float32), RATE, subtype="PCM_16")
     quality.clean_speech_scores(rows, tmp_path / "cache")
     assert len(counted) == 3
+
+
+def test_a_copy_of_the_data_elsewhere_is_not_scored_again(rows, tmp_path, counted):
+    first = quality.clean_speech_scores(rows, tmp_path / "cache")
+    copies = []
+    for r in rows:  # a fresh machine: the same bytes under another path, with a new modification time
+        copy = tmp_path / "copy" / r.path.name
+        copy.parent.mkdir(exist_ok=True)
+        copy.write_bytes(r.path.read_bytes())
+        copies.append(row(copy))
+    assert list(quality.clean_speech_scores(copies, tmp_path / "cache").values()) == list(first.values())
+    assert len(counted) == 2
 
 
 def test_a_zero_threshold_scores_nothing(rows, tmp_path, counted):

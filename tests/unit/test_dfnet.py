@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from speakup_fx.models.dfnet import DFNet, DFNetConfig, erb_band_widths
+from speakup_fx.models.dfnet import DFNet, DFNetConfig, erb_band_widths, widen_state
 
 HOP = 160
 
@@ -123,3 +123,25 @@ def test_erb_bands_cover_every_bin_and_widen_with_frequency():
     assert widths == sorted(widths)
     with pytest.raises(ValueError, match="do not fit"):
         erb_band_widths(16_000, 64, 32, 2)
+
+
+def test_widening_keeps_the_function_and_the_new_units_can_learn(model):
+    torch.manual_seed(1)
+    wide = DFNet(dataclasses.replace(model.config, channels=48)).eval()
+    wide.load_state_dict(widen_state(model.state_dict(), model.config, wide))
+    x = 0.1 * torch.randn(2, 1, 40 * HOP)
+    with torch.no_grad():
+        narrow_out, wide_out = model(x), wide(x)
+    # the same sums plus exact zeros; only the matrix kernels' summation order may differ
+    assert torch.allclose(wide_out, narrow_out, rtol=0, atol=1e-5 * narrow_out.abs().max().item())
+    wide.train()
+    wide(x).square().mean().backward()
+    new_units = wide.gains.weight.grad[:, model.config.channels :]
+    assert new_units.abs().max() > 0  # the heads' zero weights on the new units get gradients: they start learning
+
+
+def test_widening_refuses_other_config_changes(model):
+    with pytest.raises(ValueError, match="channels >= 32"):
+        widen_state(model.state_dict(), model.config, DFNet(dataclasses.replace(model.config, channels=16)))
+    with pytest.raises(ValueError, match="same DFNet config"):
+        widen_state(model.state_dict(), model.config, DFNet(dataclasses.replace(model.config, channels=48, df_bins=32)))
