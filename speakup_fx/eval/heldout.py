@@ -18,6 +18,7 @@ import soundfile as sf
 
 from speakup_fx.atomic import atomic_write
 from speakup_fx.data.corpus import load_mono
+from speakup_fx.eval.metrics import si_sdr_db
 from speakup_fx.train.config import Config, load_config
 from speakup_fx.train.loop import build_degrader, split_speech
 
@@ -64,13 +65,38 @@ def write_heldout_sets(config: Config, out_dir: str | Path, seed: int = 1234) ->
     return written
 
 
+def room_target_bounds(config: Config, early_reflections_s: float, late_decay_s: float, seed: int = 1234) -> dict[str, float]:
+    """Mean SI-SDR (dB) against the room set's reference (the dry speech) of its noisy input, of the same speech
+    through the whole room without noise, and through the early part of the room only (the 'early' training
+    target with these settings): what a perfect model trained toward each target would score."""
+    _, held_out = split_speech(config)
+    overrides = dict(CONDITIONS["heldout_room"], early_reflections_s=early_reflections_s, late_decay_s=late_decay_s)
+    degrader = build_degrader(config, replace(config.degrade, **overrides))
+    scores: dict[str, list[float]] = {"noisy": [], "reverberant": [], "early": []}
+    for index, row in enumerate(held_out):  # the draws of write_heldout_sets
+        clean = load_mono(row.path, config.degrade.sample_rate)
+        params = degrader.draw(np.random.default_rng([seed, index]))
+        dry, reverberant, early = degrader.targets(clean, params, ("dry", "reverberant", "early"))
+        for name, audio in (("noisy", degrader.apply(clean, params)), ("reverberant", reverberant), ("early", early)):
+            scores[name].append(si_sdr_db(dry, audio))
+    return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m speakup_fx.eval.heldout", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path, help="training config (data, banks, degradations)")
     parser.add_argument("--out", required=True, type=Path, help="folder to write eval/NAME/{noisy,clean} into")
     parser.add_argument("--seed", type=int, default=1234, help="seed of the fixed draws")
+    parser.add_argument(
+        "--target-bounds", nargs=2, type=float, metavar=("EARLY_S", "LATE_DECAY_S"),
+        help="instead of writing, log the room set's SI-SDR bounds for an 'early' target with these settings (room_target_bounds)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.target_bounds:
+        bounds = room_target_bounds(load_config(args.config), *args.target_bounds, seed=args.seed)
+        logger.info("heldout_room mean SI-SDR vs the dry reference: %s", ", ".join(f"{k} {v:.2f} dB" for k, v in bounds.items()))
+        return 0
     write_heldout_sets(load_config(args.config), args.out, args.seed)
     return 0
 

@@ -9,6 +9,7 @@ import synthetic
 
 from speakup_fx.eval import heldout
 from speakup_fx.eval.benchmark import find_eval_sets
+from speakup_fx.eval.metrics import si_sdr_db
 from speakup_fx.train.config import load_config
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
@@ -36,3 +37,18 @@ def test_heldout_sets_are_paired_aligned_and_reproducible(tmp_path, monkeypatch)
             assert np.corrcoef(noisy, clean)[0, 1] < 0.999  # degraded
             again, _ = sf.read(tmp_path / "b" / item.input_path.relative_to(tmp_path / "a"))
             np.testing.assert_array_equal(noisy, again)
+
+
+def test_room_target_bounds_order_the_targets_and_match_the_written_set(tmp_path, monkeypatch):
+    synthetic.write_tiny_corpus(tmp_path / "corpus")
+    base = load_config(TINY)
+    config = replace(base, data=replace(base.data, data_dir=str(tmp_path / "corpus"), cache_dir=str(tmp_path / "cache")))
+    split = heldout.split_speech
+    monkeypatch.setattr(heldout, "split_speech", lambda c: (split(c)[0], split(c)[0]))
+    bounds = heldout.room_target_bounds(config, early_reflections_s=0.0, late_decay_s=0.01)
+    # less of the room in a target -> nearer the dry reference; noise makes the input worse still
+    assert bounds["noisy"] < bounds["reverberant"] < bounds["early"]
+    heldout.write_heldout_sets(config, tmp_path / "set")
+    room = next(s for s in find_eval_sets(tmp_path / "set") if s.name == "heldout_room")
+    written = [si_sdr_db(sf.read(i.reference_path)[0], sf.read(i.input_path)[0]) for i in room.items]
+    assert abs(np.mean(written) - bounds["noisy"]) < 0.05  # the same draws (FLAC rounding aside)
