@@ -26,7 +26,7 @@ from synthetic import noisy_speech, silence
 
 from speakup_fx import Board, SpeakUp
 from speakup_fx.cli import main
-from speakup_fx._native import SharedMemory, bridge_segment_prefix
+from speakup_fx._native import BridgeDoorbell, SharedMemory, bridge_doorbell_name, bridge_segment_prefix
 from speakup_fx.params import PARAMS, default_params
 from speakup_fx.presets import list_presets, load_preset
 
@@ -222,13 +222,16 @@ def test_killing_the_server_mid_stream_gives_aligned_dry_output_then_enhancement
 def test_in_real_time_a_killed_server_gives_aligned_dry_output_without_blocking_then_enhancement_resumes(
     environment, tmp_path
 ):
-    """The LADSPA build of the same plugin in a paced host: DPF's LADSPA wrapper is never offline."""
+    """The LADSPA build of the same plugin in a paced host: DPF's LADSPA wrapper is never offline.
+
+    The plugin rings the doorbell of the server that serves it, and of the new one after the restart.
+    """
     bundle, runtime = environment
     build_bin = plugin_bundles()["SpeakUp"].parent
     module = bundle / "Contents" / "x86_64-linux" / "SpeakUpRealtime-ladspa.so"  # beside the recorded interpreter
     shutil.copy(build_bin / "SpeakUpRealtime-ladspa.so", module)
     values = {**default_params(), **load_preset(PRESET).params}
-    seconds, period_s = 12, 256 / SAMPLE_RATE
+    seconds, period_s = 14, 256 / SAMPLE_RATE
     host = subprocess.Popen(
         [str(build_bin / "realtime_host"), str(module), str(seconds), str(tmp_path / "take")]
         + [str(values[spec.name]) for spec in PARAMS],
@@ -238,9 +241,14 @@ def test_in_real_time_a_killed_server_gives_aligned_dry_output_without_blocking_
     deadline = started + seconds - 4
     while not serving(runtime) and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(1.0)  # enhanced audio flows for a while ...
+    first_server = server_pid(runtime)
+    rang_first = doorbell_rung(first_server, period_s, deadline)  # enhanced audio flows for a while ...
+    time.sleep(0.5)
     killed_s = time.monotonic() - started
-    os.kill(server_pid(runtime), signal.SIGKILL)  # ... then the server dies mid-stream
+    os.kill(first_server, signal.SIGKILL)  # ... then the server dies mid-stream
+    while server_pid(runtime) in (0, first_server) and time.monotonic() < started + seconds:
+        time.sleep(0.05)
+    rang_second = doorbell_rung(server_pid(runtime), period_s, started + seconds - 0.2)
     stdout, stderr = host.communicate(timeout=seconds + 60)
     assert host.returncode == 0, stderr
     latency = reported_latency(SAMPLE_RATE)
@@ -262,6 +270,24 @@ def test_in_real_time_a_killed_server_gives_aligned_dry_output_without_blocking_
     after = is_dry[kill_frame : kill_frame + 3 * SAMPLE_RATE]
     assert longest_run(after) >= SAMPLE_RATE // 10  # then exactly the delayed dry input ...
     assert not is_dry[-SAMPLE_RATE:].any()  # ... and enhanced again once a new server runs
+    assert rang_first and rang_second
+
+
+def doorbell_rung(pid: int, period_s: float, deadline: float) -> bool:
+    """True once the doorbell of server ``pid`` is rung at least every other host period for 0.5 s, before ``deadline``."""
+    while time.monotonic() < deadline - 0.5:
+        try:
+            doorbell = BridgeDoorbell.attach(bridge_doorbell_name())
+        except (OSError, ValueError):  # not made yet, or the dead server's being replaced
+            doorbell = None
+        if doorbell is not None and doorbell.server_pid == pid:
+            before = doorbell.count
+            time.sleep(0.5)
+            if doorbell.count - before >= 0.5 / period_s / 2:
+                return True
+        else:
+            time.sleep(0.05)
+    return False
 
 
 def serving(runtime: Path) -> bool:
