@@ -49,21 +49,27 @@ def runtime(tmp_path, monkeypatch):
         leftover.unlink(missing_ok=True)
 
 
-# ``speakup serve`` with its poll (``IDLE_WAIT_S``, the longest sleep while it has slots) set to argv[1] seconds.
-SERVE_WITH_POLL = """
+# ``speakup serve`` with its poll (``IDLE_WAIT_S``, the longest sleep while it has slots) set to argv[1] seconds,
+# and without a doorbell if argv[2] says so (as when another user's file holds the doorbell's name).
+SERVE = """
 import sys
 import speakup_fx.server.serve
 from speakup_fx.cli import main
 speakup_fx.server.serve.IDLE_WAIT_S = float(sys.argv[1])
+if sys.argv[2] == "no-doorbell":
+    speakup_fx.server.serve.open_doorbell = lambda: None
 sys.exit(main(["serve", "--idle-exit-s", "60", "--device", "cpu"]))
 """
 
 
-def start_server(servers: list[subprocess.Popen[bytes]], log: Path, poll_s: float = IDLE_WAIT_S) -> subprocess.Popen[bytes]:
+def start_server(
+    servers: list[subprocess.Popen[bytes]], log: Path, poll_s: float = IDLE_WAIT_S, doorbell: bool = True
+) -> subprocess.Popen[bytes]:
     with open(log, "ab") as output:
         server = subprocess.Popen(
-            [sys.executable, "-c", SERVE_WITH_POLL, str(poll_s)], stdout=output, stderr=output, cwd=log.parent
-        )
+            [sys.executable, "-c", SERVE, str(poll_s), "doorbell" if doorbell else "no-doorbell"],
+            stdout=output, stderr=output, cwd=log.parent,
+        )  # fmt: skip
     servers.append(server)
     return server
 
@@ -167,6 +173,23 @@ def test_a_block_on_a_later_slot_is_picked_up_at_once_through_the_doorbell(runti
     )
     assert np.median(rung_ms) < POLL_S * 1e3 / 4, message
     assert np.median(polled_ms - rung_ms) > POLL_S * 1e3 / 4, message
+    first.segment.unlink()
+    later.segment.unlink()
+
+
+def test_a_server_without_a_doorbell_still_serves_a_later_slot(runtime, tmp_path):
+    """When the doorbell cannot be made, instances wake their own segment's word and the server polls."""
+    log = tmp_path / "server.log"
+    server = start_server(runtime, log, doorbell=False)
+    first = Instance(0)
+    first.wait_until_served(server)
+    later = Instance(1)
+    later.wait_until_served(server)
+    with pytest.raises(FileNotFoundError):
+        BridgeDoorbell.attach(bridge_doorbell_name())
+    block = noisy_speech(PERIOD_S, SAMPLE_RATE, channels=2, seed=14)[:, :BLOCK_FRAMES].copy()
+    for _ in range(3):
+        assert later.pickup_s(block, None) < 5.0
     first.segment.unlink()
     later.segment.unlink()
 
