@@ -238,8 +238,8 @@ class Server:
         try:
             return self._loop()
         finally:
-            if self.doorbell is not None:
-                _unlink_quietly(self.doorbell.name)
+            if self.doorbell is not None and self.doorbell.still_named():
+                self.doorbell.unlink()
 
     def _loop(self) -> int:
         last_scan = 0.0

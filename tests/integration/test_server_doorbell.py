@@ -58,16 +58,17 @@ from speakup_fx.cli import main
 speakup_fx.server.serve.IDLE_WAIT_S = float(sys.argv[1])
 if sys.argv[2] == "no-doorbell":
     speakup_fx.server.serve.open_doorbell = lambda: None
-sys.exit(main(["serve", "--idle-exit-s", "60", "--device", "cpu"]))
+sys.exit(main(["serve", "--idle-exit-s", sys.argv[3], "--device", "cpu"]))
 """
 
 
 def start_server(
-    servers: list[subprocess.Popen[bytes]], log: Path, poll_s: float = IDLE_WAIT_S, doorbell: bool = True
+    servers: list[subprocess.Popen[bytes]], log: Path, poll_s: float = IDLE_WAIT_S, doorbell: bool = True,
+    idle_exit_s: float = 60.0,
 ) -> subprocess.Popen[bytes]:
     with open(log, "ab") as output:
         server = subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(poll_s), "doorbell" if doorbell else "no-doorbell"],
+            [sys.executable, "-c", SERVE, str(poll_s), "doorbell" if doorbell else "no-doorbell", str(idle_exit_s)],
             stdout=output, stderr=output, cwd=log.parent,
         )  # fmt: skip
     servers.append(server)
@@ -214,7 +215,7 @@ def test_a_foreign_or_malformed_doorbell_is_refused(runtime):
         BridgeDoorbell.attach(name)
 
 
-def test_the_server_replaces_a_malformed_doorbell_and_a_killed_servers_doorbell(runtime, tmp_path):
+def test_the_server_replaces_a_malformed_or_a_killed_servers_doorbell_and_removes_its_own_on_exit(runtime, tmp_path):
     log = tmp_path / "server.log"
     name = bridge_doorbell_name()
     malformed = SharedMemory.create(name, 128)  # what a crashed or foreign process may leave
@@ -239,7 +240,7 @@ def test_the_server_replaces_a_malformed_doorbell_and_a_killed_servers_doorbell(
     stale = BridgeDoorbell.attach(name)
     assert stale.server_pid == server.pid
     before.segment.unlink()  # the plugin opens a fresh segment when its server dies
-    restarted = start_server(runtime, log)
+    restarted = start_server(runtime, log, idle_exit_s=3.0)
     doorbell = wait_for_doorbell(restarted, log)
     assert not stale.still_named()
     after = Instance(1)
@@ -248,4 +249,7 @@ def test_the_server_replaces_a_malformed_doorbell_and_a_killed_servers_doorbell(
     seen = doorbell.count
     assert after.pickup_s(block, doorbell) < 5.0
     assert doorbell.count == seen + 1
-    after.segment.unlink()
+    after.segment.unlink()  # its instance goes: the server goes idle, exits and removes its doorbell
+    assert restarted.wait(timeout=60) == 0
+    with pytest.raises(FileNotFoundError):
+        BridgeDoorbell.attach(name)
