@@ -12,6 +12,12 @@
 // input delayed by L: the same alignment, so switching between the two is a crossfade
 // (fading in; a server that vanishes can only be cut to dry, its audio is gone).
 //
+// Wake-ups: after writing input the audio thread rings the server's doorbell (one futex word
+// the server sleeps on for all its slots; native/include/speakup/bridge.hpp) when it holds the
+// doorbell of the server its segment names, else its segment's own server_wake word (a server
+// without a doorbell polls). The worker attaches the doorbell, and re-attaches it after a server
+// restart, a removal or a truncation; the audio thread only compares two pids per block.
+//
 // Threads: the audio thread (run) never blocks in real-time mode, never allocates, never
 // makes a system call other than the futex wake. A worker thread per active instance
 // (started in activate(), never in the constructor: DPF constructs plugins several times
@@ -45,6 +51,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -57,6 +64,7 @@ START_NAMESPACE_DISTRHO
 
 namespace {
 
+using speakup::bridge::Doorbell;
 using speakup::bridge::Segment;
 using speakup::info::kBridgeBlockFrames;
 using speakup::info::kParamCount;
@@ -71,6 +79,7 @@ constexpr std::int64_t kServerStartTimeoutMs = 30000;  // offline: python + torc
 constexpr std::int64_t kRestartBackoffMs = 5000;
 constexpr std::int64_t kActiveWindowMs = 1000;  // run() called this recently: the host is running us
 constexpr std::int64_t kIdleReleaseMs = 5000;   // no run() for this long: give the stream back
+constexpr std::int64_t kDoorbellRetryMs = 1000;  // after a doorbell was absent, stale or refused
 constexpr int kVst3ProcessModeOffline = 2;  // V3_OFFLINE
 constexpr int kMidiCcMax = 127;
 
@@ -200,6 +209,7 @@ class SpeakUpPlugin : public Plugin {
       }
     }
     take_new_segment();
+    take_new_doorbell();
     for (uint32_t done = 0; done < frames;) {  // hosts may exceed the announced block size
       const uint32_t n = std::min<uint32_t>(frames - done, max_block_);
       const float* in[kChannels];
@@ -259,7 +269,7 @@ class SpeakUpPlugin : public Plugin {
       reconnect_.store(true, std::memory_order_release);
       return;
     }
-    segment.wake_server();
+    wake_server(segment);
     // Output frame i of this block plays wet index k + i (server output starts with the session).
     const std::int64_t k = static_cast<std::int64_t>(host_frames_ - session_start_) - kBridgeBlockFrames;
     if (k + n <= 0) return;
@@ -308,6 +318,15 @@ class SpeakUpPlugin : public Plugin {
     }
   }
 
+  /// Rings the doorbell of the server serving `segment`, or wakes the segment's own word.
+  void wake_server(Segment& segment) {
+    if (doorbell_ != nullptr && doorbell_->server_pid() == segment.server_pid() && !doorbell_->broken()) {
+      doorbell_->ring();
+    } else {
+      segment.wake_server();
+    }
+  }
+
   void discard_stale(Segment& segment, std::int64_t first) {
     while (received_ < static_cast<std::uint64_t>(first)) {
       float* scratch[kChannels];
@@ -337,6 +356,15 @@ class SpeakUpPlugin : public Plugin {
     received_ = 0;
     session_ok_ = true;
     gain_ = 0.0f;
+  }
+
+  /// Adopts a doorbell the worker attached; hands the previous one back for deletion.
+  void take_new_doorbell() {
+    Doorbell* fresh = doorbell_pending_.load(std::memory_order_acquire);
+    if (fresh == nullptr || doorbell_retired_.load(std::memory_order_acquire) != nullptr) return;
+    doorbell_pending_.store(nullptr, std::memory_order_relaxed);
+    doorbell_retired_.store(doorbell_, std::memory_order_release);
+    doorbell_ = fresh;
   }
 
   void delay_dry(const float** in, uint32_t n) {
@@ -371,6 +399,10 @@ class SpeakUpPlugin : public Plugin {
     delete retired_.exchange(nullptr);
     retire(current_);
     current_ = nullptr;
+    delete doorbell_pending_.exchange(nullptr);
+    delete doorbell_retired_.exchange(nullptr);
+    delete doorbell_;
+    doorbell_ = nullptr;
   }
 
   void work() {
@@ -380,9 +412,12 @@ class SpeakUpPlugin : public Plugin {
     std::int64_t beat_ms = now_ms(), started_ms = -kRestartBackoffMs;
     std::uint64_t runs_seen = 0;
     std::int64_t last_run_ms = now_ms();
+    Doorbell* doorbell = nullptr;  // the newest doorbell published (owned by the audio thread once taken)
+    std::int64_t doorbell_tried_ms = -kDoorbellRetryMs;
     while (!wake_.wait_for(lock, std::chrono::milliseconds(10), [this] { return stop_; })) {
       if (!processing_started_.load(std::memory_order_acquire)) continue;
       retire(retired_.exchange(nullptr, std::memory_order_acq_rel));
+      delete doorbell_retired_.exchange(nullptr, std::memory_order_acq_rel);
       if (pending_.load() != nullptr) continue;  // the audio thread has not taken the last one yet
       const std::int64_t now = now_ms();
       if (runs_.load(std::memory_order_relaxed) != runs_seen) {
@@ -417,13 +452,40 @@ class SpeakUpPlugin : public Plugin {
       }
       server_expected_.store(running || now - started_ms < kServerStartTimeoutMs, std::memory_order_release);
       worker_decided_.store(true, std::memory_order_release);
+      if (!fresh_needed && now - doorbell_tried_ms >= kDoorbellRetryMs &&
+          refresh_doorbell(*live, doorbell)) {
+        doorbell_tried_ms = now;  // absent, stale or refused: try again later
+      }
       if (!fresh_needed || !server_expected_.load(std::memory_order_relaxed)) continue;
       live = create_segment();
       beat = 0;
       beat_ms = now;
+      doorbell_tried_ms = -kDoorbellRetryMs;  // a new stream may have a new server: look at once
       if (live == nullptr) continue;
       write_params(*live);  // before the audio thread (or the server) uses it
       pending_.store(live, std::memory_order_release);
+    }
+  }
+
+  /// Worker: makes sure the audio thread gets the doorbell of the server that serves `live`
+  /// (`doorbell`: the newest one published). True if one was needed but none could be had.
+  bool refresh_doorbell(const Segment& live, Doorbell*& doorbell) {
+    const std::uint32_t server = live.server_pid();
+    if (server == 0 || doorbell_pending_.load(std::memory_order_acquire) != nullptr) return false;
+    if (doorbell != nullptr && doorbell->server_pid() == server && !doorbell->broken() && doorbell->still_named()) {
+      return false;
+    }
+    try {
+      auto fresh = std::make_unique<Doorbell>(Doorbell::attach(speakup::bridge::doorbell_name()));
+      if (fresh->server_pid() != server) return true;  // a dead server's: its successor replaces it
+      doorbell = fresh.release();
+      doorbell_pending_.store(doorbell, std::memory_order_release);
+      return false;
+    } catch (const std::system_error&) {
+      return true;  // none: a server that could not make one polls its slots
+    } catch (const std::exception& error) {
+      d_stderr("SpeakUp: refusing the server's doorbell: %s", error.what());
+      return true;
     }
   }
 
@@ -505,10 +567,13 @@ class SpeakUpPlugin : public Plugin {
   bool was_playing_ = false;  // the host's transport, at the last run()
   float gain_ = 0.0f;
   Segment* current_ = nullptr;
+  Doorbell* doorbell_ = nullptr;
 
   // shared with the worker
   std::atomic<Segment*> pending_{nullptr};
   std::atomic<Segment*> retired_{nullptr};
+  std::atomic<Doorbell*> doorbell_pending_{nullptr};
+  std::atomic<Doorbell*> doorbell_retired_{nullptr};
   std::atomic<bool> processing_started_{false};
   std::atomic<bool> reconnect_{false};
   std::atomic<bool> released_{false};  // the worker gave the current stream back while idle

@@ -232,6 +232,8 @@ PYBIND11_MODULE(_native, m) {
         "The user's directory for the model server's lock and log (what the plugin also uses).");
   m.def("bridge_segment_prefix", &speakup::bridge::segment_prefix,
         "'speakup-u<euid>-<runtime dir hash>-': the prefix of this user's (and runtime dir's) segments.");
+  m.def("bridge_doorbell_name", &speakup::bridge::doorbell_name,
+        "The server doorbell's name: '<bridge_segment_prefix()>doorbell'.");
 
   py::class_<Segment, std::shared_ptr<Segment>>(
       m, "BridgeSegment",
@@ -317,6 +319,44 @@ PYBIND11_MODULE(_native, m) {
                "', channels=" + std::to_string(g.channels) +
                ", sample_rate_hz=" + std::to_string(g.sample_rate_hz) +
                ", block_frames=" + std::to_string(g.block_frames) + ")";
+      });
+
+  using speakup::bridge::Doorbell;
+  py::class_<Doorbell, std::shared_ptr<Doorbell>>(
+      m, "BridgeDoorbell",
+      "The model server's doorbell: one futex word every plugin instance rings after writing "
+      "input, so the server sleeps on one word for all its slots (see bridge.hpp).")
+      .def_static(
+          "create", [](const std::string& name) { return std::make_shared<Doorbell>(Doorbell::create(name)); },
+          py::arg("name"),
+          "Create the doorbell holding this process's pid (the server's side); FileExistsError if the name is taken.")
+      .def_static(
+          "attach", [](const std::string& name) { return std::make_shared<Doorbell>(Doorbell::attach(name)); },
+          py::arg("name"),
+          "Attach to the doorbell (an instance's side); ValueError if it is foreign, malformed, "
+          "another user's or open to other users; FileNotFoundError if absent.")
+      .def_property_readonly("name", [](const Doorbell& d) { return d.memory().posix_name().substr(1); })
+      .def_property_readonly("server_pid", &Doorbell::server_pid,
+                             "The pid of the server that created it (read once, at create/attach).")
+      .def_property_readonly("broken", &Doorbell::broken,
+                             "True once a peer truncated it (ringing then reaches no one).")
+      .def("still_named", &Doorbell::still_named,
+           "True while its name still leads to this doorbell (not removed or replaced).")
+      .def("ring", &Doorbell::ring, "Bump the word and wake the server; never blocks.")
+      .def_property_readonly("count", &Doorbell::count)
+      .def(
+          "wait",
+          [](Doorbell& d, std::uint32_t seen, double timeout_s) {
+            const std::uint64_t ns = timeout_ns(timeout_s);
+            py::gil_scoped_release release;
+            return d.wait(seen, ns);
+          },
+          py::arg("seen"), py::arg("timeout_s"),
+          "Sleep while count == seen, at most timeout_s; True if it changed.")
+      .def("unlink", &Doorbell::unlink, "Remove the doorbell's name; mappings stay valid.")
+      .def("__repr__", [](const Doorbell& d) {
+        return "BridgeDoorbell(name='" + d.memory().posix_name().substr(1) +
+               "', server_pid=" + std::to_string(d.server_pid()) + ")";
       });
 
   py::class_<PyRing>(m, "RingBuffer",

@@ -21,6 +21,7 @@
 using speakup::RingView;
 using speakup::SharedMemory;
 using speakup::bridge::BridgeError;
+using speakup::bridge::Doorbell;
 using speakup::bridge::Geometry;
 using speakup::bridge::Segment;
 
@@ -318,6 +319,116 @@ TEST_CASE(both_sides_survive_a_peer_rewriting_header_bytes_while_streaming) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   }
   client.unlink();
+}
+
+std::string doorbell_refusal(const std::string& name) {
+  try {
+    Doorbell::attach(name);
+  } catch (const std::invalid_argument& error) {
+    return error.what();
+  }
+  return "";
+}
+
+TEST_CASE(a_doorbell_rung_by_one_process_wakes_the_server_in_another) {
+  const std::string name = unique_name("doorbell");
+  Doorbell server = Doorbell::create(name);
+  CHECK(server.server_pid() == static_cast<std::uint32_t>(::getpid()));
+  const std::uint32_t seen = server.count();
+  std::fflush(nullptr);
+  const pid_t child = ::fork();
+  if (child == 0) {  // an instance: attaches, checks whose doorbell it is, rings once
+    Doorbell instance = Doorbell::attach(name);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    instance.ring();
+    ::_exit(instance.server_pid() == static_cast<std::uint32_t>(::getppid()) ? 0 : 1);
+  }
+  CHECK(server.wait(seen, 5'000'000'000ull));
+  CHECK(server.count() == seen + 1);
+  int status = -1;
+  CHECK(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(!server.wait(server.count(), 20'000'000ull));  // nobody rings: times out
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(15));
+  server.unlink();
+}
+
+TEST_CASE(foreign_and_malformed_doorbells_are_refused_with_a_reason) {
+  const std::string name = unique_name("bad-doorbell");
+  const auto fresh = [&] {
+    SharedMemory::unlink(name);
+    return Doorbell::create(name);
+  };
+  Doorbell doorbell = Doorbell::create(name);
+
+  poke_value<std::uint32_t>(name, 0, 0x47425553u);  // an instance segment's magic
+  CHECK(doorbell_refusal(name).find("not a SpeakUp doorbell") != std::string::npos);
+
+  doorbell = fresh();
+  poke_value<std::uint32_t>(name, 4, 7);
+  CHECK(doorbell_refusal(name).find("doorbell version 7") != std::string::npos);
+
+  doorbell = fresh();
+  poke_value<std::uint32_t>(name, 8, 0);
+  CHECK(doorbell_refusal(name).find("pid 0") != std::string::npos);
+
+  doorbell = fresh();
+  poke_value<std::uint32_t>(name, 12, 4096);
+  CHECK(doorbell_refusal(name).find("says it is 4096 bytes") != std::string::npos);
+
+  for (const off_t size : {off_t{64}, off_t{4096}}) {
+    doorbell = fresh();
+    const int fd = open_raw(name);
+    CHECK(::ftruncate(fd, size) == 0);
+    ::close(fd);
+    CHECK(doorbell_refusal(name).find("is " + std::to_string(size) + " bytes, not 128") != std::string::npos);
+  }
+
+  doorbell = fresh();
+  {
+    const int fd = open_raw(name);
+    CHECK(::fchmod(fd, 0660) == 0);
+    ::close(fd);
+  }
+  CHECK(doorbell_refusal(name).find("mode 0660") != std::string::npos);
+
+  if (::geteuid() == 0) {  // only root can give a doorbell away to test the owner check
+    doorbell = fresh();
+    const int fd = open_raw(name);
+    CHECK(::fchown(fd, 65534, 65534) == 0);
+    ::close(fd);
+    CHECK(doorbell_refusal(name).find("belongs to uid 65534") != std::string::npos);
+  }
+  doorbell = fresh();
+  CHECK(doorbell_refusal(name).empty());  // the same name, well formed again: accepted
+  SharedMemory::unlink(name);
+}
+
+TEST_CASE(a_doorbell_knows_when_its_name_was_removed_or_replaced) {
+  const std::string name = unique_name("renamed-doorbell");
+  Doorbell first = Doorbell::create(name);
+  Doorbell attached = Doorbell::attach(name);
+  CHECK(first.still_named() && attached.still_named());
+  first.unlink();
+  CHECK(!first.still_named() && !attached.still_named());
+  Doorbell second = Doorbell::create(name);
+  CHECK(second.still_named());
+  CHECK(!first.still_named() && !attached.still_named());  // the name leads elsewhere now
+  second.unlink();
+}
+
+TEST_CASE(a_truncated_doorbell_reports_broken_and_ringing_it_stays_harmless) {
+  const std::string name = unique_name("cut-doorbell");
+  Doorbell server = Doorbell::create(name);
+  Doorbell instance = Doorbell::attach(name);
+  const int fd = open_raw(name);
+  CHECK(::ftruncate(fd, 0) == 0);
+  ::close(fd);
+  instance.ring();  // would be SIGBUS without the guard
+  CHECK(instance.broken());
+  CHECK(instance.server_pid() == server.server_pid());  // copied at attach, never re-read
+  SharedMemory::unlink(name);
 }
 
 int main() { return check::run_all(); }

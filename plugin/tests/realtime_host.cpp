@@ -4,9 +4,12 @@
 // clock, and records input, output and how long each run() call took.
 //
 // usage: realtime_host PLUGIN.so SECONDS OUT_PREFIX PARAM_VALUE...
-// writes OUT_PREFIX.in and OUT_PREFIX.out (float32, channel-planar, 2 x frames) and
-// OUT_PREFIX.run_us (float32, one per block).
+// runs SECONDS at most, or until the file OUT_PREFIX.stop appears (the test decides when it has
+// seen enough); writes OUT_PREFIX.in and OUT_PREFIX.out (float32, channel-planar, 2 x frames
+// run) and OUT_PREFIX.run_us (float32, one per block); prints the latency the plugin reported
+// and when the first block played.
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -56,7 +59,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "plugin has %lu ports, expected %lu\n", descriptor->PortCount, 5 + params);
     return 2;
   }
-  std::vector<float> input(2 * frames), output(2 * frames), run_us(blocks);
+  std::vector<float> input(2 * frames), output(2 * frames), run_us;
+  run_us.reserve(blocks);
   for (unsigned long i = 0; i < frames; ++i) {
     const double t = static_cast<double>(i) / kSampleRate;
     const float noise = static_cast<float>((i * 2654435761u) % 65536) / 65536.0f - 0.5f;
@@ -70,8 +74,11 @@ int main(int argc, char** argv) {
   descriptor->connect_port(instance, 4, &latency);
   for (unsigned long p = 0; p < params; ++p) descriptor->connect_port(instance, 5 + p, &controls[p]);
   descriptor->activate(instance);
-  auto next = std::chrono::steady_clock::now();
-  for (unsigned long b = 0; b < blocks; ++b) {
+  const std::string prefix(argv[3]);
+  const std::string stop = prefix + ".stop";
+  const auto first_block = std::chrono::steady_clock::now();
+  auto next = first_block;
+  for (unsigned long b = 0; b < blocks && ::access(stop.c_str(), F_OK) != 0; ++b) {
     const unsigned long at = b * kBlockFrames;
     descriptor->connect_port(instance, 0, &input[at]);
     descriptor->connect_port(instance, 1, &input[frames + at]);
@@ -79,15 +86,22 @@ int main(int argc, char** argv) {
     descriptor->connect_port(instance, 3, &output[frames + at]);
     const auto start = std::chrono::steady_clock::now();
     descriptor->run(instance, kBlockFrames);
-    run_us[b] = std::chrono::duration<float, std::micro>(std::chrono::steady_clock::now() - start).count();
+    run_us.push_back(std::chrono::duration<float, std::micro>(std::chrono::steady_clock::now() - start).count());
     next += std::chrono::microseconds(kBlockFrames * 1'000'000 / kSampleRate);
     std::this_thread::sleep_until(next);
   }
   descriptor->deactivate(instance);
   descriptor->cleanup(instance);
-  std::printf("latency %.0f\n", latency);
-  const std::string prefix(argv[3]);
-  return write_file(prefix + ".in", input) && write_file(prefix + ".out", output) &&
+  // When frame 0 played, on CLOCK_MONOTONIC (Python's time.monotonic()), for the test to place its events.
+  std::printf("latency %.0f\nstarted_s %.6f\n", latency,
+              std::chrono::duration<double>(first_block.time_since_epoch()).count());
+  const unsigned long run = run_us.size() * kBlockFrames;  // the frames played, of each channel
+  const auto played = [&](const std::vector<float>& both) {
+    std::vector<float> planar(both.begin(), both.begin() + run);
+    planar.insert(planar.end(), both.begin() + frames, both.begin() + frames + run);
+    return planar;
+  };
+  return write_file(prefix + ".in", played(input)) && write_file(prefix + ".out", played(output)) &&
                  write_file(prefix + ".run_us", run_us)
              ? 0
              : 1;

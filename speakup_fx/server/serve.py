@@ -14,7 +14,14 @@ from typing import IO
 
 import numpy as np
 
-from speakup_fx._native import BridgeError, BridgeSegment, bridge_runtime_dir, bridge_segment_prefix
+from speakup_fx._native import (
+    BridgeDoorbell,
+    BridgeError,
+    BridgeSegment,
+    bridge_doorbell_name,
+    bridge_runtime_dir,
+    bridge_segment_prefix,
+)
 from speakup_fx.atomic import process_alive
 from speakup_fx.engine import Engine
 from speakup_fx.params import PARAMS, ChainOptions
@@ -28,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 SHM_DIR = Path("/dev/shm")
 SCAN_INTERVAL_S = 0.02
-IDLE_WAIT_S = 0.002
+IDLE_WAIT_S = 0.002  # the longest sleep with slots open: wake-ups that never come (no doorbell, output space freed)
 LOCK_NAME = "server.lock"
 
 
@@ -62,6 +69,21 @@ def acquire_server_lock(directory: Path) -> IO[str] | None:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
+
+
+def open_doorbell() -> BridgeDoorbell | None:
+    """A fresh doorbell for this server, or None (then every slot is polled every ``IDLE_WAIT_S``).
+
+    Whatever holds the name is a dead server's or a stranger's (this server holds the lock), so it
+    goes first; another user's file there cannot be removed, and instances would refuse it anyway.
+    """
+    name = bridge_doorbell_name()
+    try:
+        _unlink_quietly(name)
+        return BridgeDoorbell.create(name)
+    except OSError as error:
+        logger.warning("no doorbell, polling every %.0f ms instead: %s", IDLE_WAIT_S * 1e3, error)
+        return None
 
 
 @dataclass
@@ -103,6 +125,7 @@ class Server:
         self.slots: dict[str, Slot] = {}
         self.refused: set[str] = set()
         self.presets = list_presets()
+        self.doorbell: BridgeDoorbell | None = None  # run() opens it
 
     def open_slot(self, name: str) -> None:
         try:
@@ -210,11 +233,21 @@ class Server:
         _unlink_quietly(name)  # the plugin sees its segment gone and opens a new one
 
     def run(self) -> int:
+        """Serve until no instance is left for ``idle_exit_s``; the doorbell lives as long as this loop."""
+        self.doorbell = open_doorbell()
+        try:
+            return self._loop()
+        finally:
+            if self.doorbell is not None and self.doorbell.still_named():
+                self.doorbell.unlink()
+
+    def _loop(self) -> int:
         last_scan = 0.0
         idle_since = time.monotonic()
         while True:
             now = time.monotonic()
             if now - last_scan >= SCAN_INTERVAL_S:
+                self._keep_doorbell()
                 self.scan()
                 last_scan = now
             if self.slots:
@@ -222,13 +255,25 @@ class Server:
             elif now - idle_since > self.idle_exit_s:
                 logger.info("no plugin instance for %.0f s: exiting", self.idle_exit_s)
                 return 0
+            # Read the word before looking for work, so a block written meanwhile ends the wait.
             first = next(iter(self.slots.values()), None)
-            seen = first.segment.server_wake_count if first is not None else 0  # before looking: no wake-up is lost
-            if not self.step():
-                if first is None:
-                    time.sleep(SCAN_INTERVAL_S)
-                else:
+            if self.doorbell is not None:
+                seen = self.doorbell.count
+                if not self.step():
+                    self.doorbell.wait(seen, IDLE_WAIT_S if self.slots else SCAN_INTERVAL_S)
+            elif first is not None:  # without a doorbell, instances wake their own segment's word
+                seen = first.segment.server_wake_count
+                if not self.step():
                     first.segment.wait_server(seen, IDLE_WAIT_S)
+            else:
+                time.sleep(SCAN_INTERVAL_S)
+
+    def _keep_doorbell(self) -> None:
+        """Replace the doorbell if a peer truncated, removed or replaced it (instances then attach the new one)."""
+        if self.doorbell is None or (not self.doorbell.broken and self.doorbell.still_named()):
+            return
+        logger.warning("doorbell %s was truncated, removed or replaced: making a new one", self.doorbell.name)
+        self.doorbell = open_doorbell()
 
 
 def _unlink_quietly(name: str) -> None:

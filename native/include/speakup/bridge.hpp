@@ -39,6 +39,21 @@
 // work, then sleeps only while the word is unchanged, with a timeout; the
 // notifier increments the word and wakes. No lock exists that a dead process
 // could leave held.
+//
+// The server doorbell: a futex waits on one word, yet the server serves many
+// segments. So the server also creates one small segment per user (Doorbell,
+// named doorbell_name(), mode 0600, re-created by every server that takes the
+// lock) whose word every instance rings after writing input; the server
+// sleeps on it alone, with a timeout (heartbeats, scans, idle exit). Its pid
+// in the doorbell lets an instance tell a live server's doorbell from a dead
+// one's: it rings the doorbell only while that pid is the one its segment
+// names as its server, and its own segment's server_wake word otherwise.
+//
+//   offset  size  field
+//        0    16  DoorbellDescriptor: magic "SUDB", version, server_pid, total_bytes (u32 each)
+//       16    48  zero
+//       64    64  ring: the futex word instances bump after writing input
+//      128     -  end
 #pragma once
 
 #include <linux/futex.h>
@@ -196,6 +211,9 @@ inline std::string segment_name(std::uint64_t instance) {
   return segment_prefix() + std::to_string(::getpid()) + "-" + std::to_string(instance);
 }
 
+/// The server doorbell's name: "<segment_prefix()>doorbell" (never an instance's "<pid>-<n>").
+inline std::string doorbell_name() { return segment_prefix() + "doorbell"; }
+
 namespace detail {
 
 inline long futex(std::atomic<std::uint32_t>* word, int operation, std::uint32_t value,
@@ -203,6 +221,13 @@ inline long futex(std::atomic<std::uint32_t>* word, int operation, std::uint32_t
   // Not FUTEX_PRIVATE_FLAG: the word is shared between processes.
   return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), operation, value, timeout,
                    nullptr, 0);
+}
+
+inline std::string hex(std::uint32_t value) {
+  static const char digits[] = "0123456789abcdef";
+  std::string text = "0x";
+  for (int shift = 28; shift >= 0; shift -= 4) text += digits[(value >> shift) & 0xfu];
+  return text;
 }
 
 inline void notify(WakeWord& word) noexcept {
@@ -267,7 +292,7 @@ class Segment {
     BridgeDescriptor d;
     std::memcpy(&d, memory.data(), sizeof d);  // the one read of the descriptor
     if (d.magic != kMagic) {
-      throw BridgeError(what + " is not a SpeakUp bridge segment (magic " + hex(d.magic) + ")");
+      throw BridgeError(what + " is not a SpeakUp bridge segment (magic " + detail::hex(d.magic) + ")");
     }
     if (d.version != kProtocolVersion) {
       throw BridgeError(what + " speaks bridge protocol " + std::to_string(d.version) +
@@ -385,13 +410,6 @@ class Segment {
     return ring;
   }
 
-  static std::string hex(std::uint32_t value) {
-    static const char digits[] = "0123456789abcdef";
-    std::string text = "0x";
-    for (int shift = 28; shift >= 0; shift -= 4) text += digits[(value >> shift) & 0xfu];
-    return text;
-  }
-
   BridgeHeader* header() const noexcept { return reinterpret_cast<BridgeHeader*>(memory_.data()); }
   std::atomic<float>* params() const noexcept {
     return reinterpret_cast<std::atomic<float>*>(memory_.data() + layout_.params_offset);
@@ -403,6 +421,103 @@ class Segment {
   RingView input_;
   RingView output_;
   std::uint32_t creator_pid_;
+};
+
+inline constexpr std::uint32_t kDoorbellMagic = 0x42445553u;  // "SUDB" in memory order
+inline constexpr std::uint32_t kDoorbellVersion = 1;
+
+/// Fixed description of the doorbell, written once by the server that creates it.
+struct DoorbellDescriptor {
+  std::uint32_t magic;
+  std::uint32_t version;
+  std::uint32_t server_pid;
+  std::uint32_t total_bytes;
+};
+static_assert(std::is_trivially_copyable_v<DoorbellDescriptor>);
+
+struct alignas(64) DoorbellHeader {
+  DoorbellDescriptor descriptor;
+  WakeWord ring;
+};
+static_assert(std::is_standard_layout_v<DoorbellHeader>);
+static_assert(offsetof(DoorbellHeader, ring) == 64);
+static_assert(sizeof(DoorbellHeader) == 128);
+
+/// The server's doorbell, seen from either side. Move-only.
+class Doorbell {
+ public:
+  /// Server: creates the doorbell `name` (FileExists if the name is taken) holding this process's pid.
+  static Doorbell create(const std::string& name) {
+    SharedMemory memory = SharedMemory::create(name, sizeof(DoorbellHeader));
+    auto* header = new (memory.data()) DoorbellHeader{};
+    DoorbellDescriptor d{};
+    d.version = kDoorbellVersion;
+    d.server_pid = static_cast<std::uint32_t>(::getpid());
+    d.total_bytes = sizeof(DoorbellHeader);
+    std::memcpy(&header->descriptor, &d, sizeof d);
+    std::atomic_thread_fence(std::memory_order_release);
+    header->descriptor.magic = kDoorbellMagic;  // last: a half-written doorbell is refused on attach
+    return Doorbell(std::move(memory), d.server_pid);
+  }
+
+  /// Instance: maps the doorbell `name` and validates it; throws BridgeError (foreign or
+  /// malformed), std::invalid_argument (wrong owner or mode), std::system_error (absent).
+  static Doorbell attach(const std::string& name) {
+    SharedMemory memory = SharedMemory::attach(name);
+    const std::string what = "doorbell '" + memory.posix_name() + "'";
+    if (memory.size_bytes() != sizeof(DoorbellHeader)) {
+      throw BridgeError(what + " is " + std::to_string(memory.size_bytes()) + " bytes, not " +
+                        std::to_string(sizeof(DoorbellHeader)));
+    }
+    DoorbellDescriptor d;
+    std::memcpy(&d, memory.data(), sizeof d);  // the one read of the descriptor
+    if (d.magic != kDoorbellMagic) {
+      throw BridgeError(what + " is not a SpeakUp doorbell (magic " + detail::hex(d.magic) + ")");
+    }
+    if (d.version != kDoorbellVersion) {
+      throw BridgeError(what + " speaks doorbell version " + std::to_string(d.version) +
+                        "; this build speaks " + std::to_string(kDoorbellVersion));
+    }
+    if (d.total_bytes != sizeof(DoorbellHeader)) {
+      throw BridgeError(what + " says it is " + std::to_string(d.total_bytes) + " bytes, not " +
+                        std::to_string(sizeof(DoorbellHeader)));
+    }
+    if (d.server_pid == 0) throw BridgeError(what + " names no server (pid 0)");
+    return Doorbell(std::move(memory), d.server_pid);
+  }
+
+  Doorbell(Doorbell&&) noexcept = default;
+  Doorbell& operator=(Doorbell&&) noexcept = default;
+
+  const SharedMemory& memory() const noexcept { return memory_; }
+  /// The pid of the server that created it, as read at create/attach (never re-read).
+  std::uint32_t server_pid() const noexcept { return server_pid_; }
+  /// True once the doorbell was truncated under us (see sigbus_guard.hpp): ringing reaches no one.
+  bool broken() const noexcept { return memory_.broken(); }
+
+  /// True while doorbell_name() still leads here: a server re-creates a doorbell that was removed
+  /// or replaced, and an instance then attaches the new one (a system call: not real-time).
+  bool still_named() const noexcept { return memory_.still_named(); }
+
+  /// Instance, after writing input to its segment: never blocks.
+  void ring() noexcept { detail::notify(header()->ring); }
+  std::uint32_t count() const noexcept { return header()->ring.value.load(std::memory_order_acquire); }
+  /// Server: sleep while count() == seen, at most timeout_ns; true if it changed.
+  bool wait(std::uint32_t seen, std::uint64_t timeout_ns) noexcept {
+    return detail::wait(header()->ring, seen, timeout_ns);
+  }
+
+  /// Removes the doorbell's name (the server does this when it exits).
+  void unlink() const { memory_.unlink(); }
+
+ private:
+  Doorbell(SharedMemory memory, std::uint32_t server_pid)
+      : memory_(std::move(memory)), server_pid_(server_pid) {}
+
+  DoorbellHeader* header() const noexcept { return reinterpret_cast<DoorbellHeader*>(memory_.data()); }
+
+  SharedMemory memory_;
+  std::uint32_t server_pid_;
 };
 
 }  // namespace speakup::bridge

@@ -56,14 +56,17 @@ class SharedMemory {
       ::shm_unlink(posix_name.c_str());
       throw error(code, "cannot size shared memory '" + posix_name + "'");
     }
-    void* data = ::mmap(nullptr, size_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    struct stat info {};
+    void* data = ::fstat(fd, &info) == 0
+                     ? ::mmap(nullptr, size_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                     : MAP_FAILED;
     const int code = errno;
     ::close(fd);
     if (data == MAP_FAILED) {
       ::shm_unlink(posix_name.c_str());
       throw error(code, "cannot map shared memory '" + posix_name + "'");
     }
-    return SharedMemory(posix_name, data, size_bytes);
+    return SharedMemory(posix_name, data, size_bytes, info.st_ino);
   }
 
   /// Maps an existing segment (its whole size). Throws std::system_error
@@ -104,7 +107,7 @@ class SharedMemory {
     if (data == MAP_FAILED) {
       throw error(code, "cannot map shared memory '" + posix_name + "'");
     }
-    return SharedMemory(posix_name, data, size_bytes);
+    return SharedMemory(posix_name, data, size_bytes, info.st_ino);
   }
 
   /// Removes the name `name` (mappings stay valid until unmapped).
@@ -120,6 +123,7 @@ class SharedMemory {
       : posix_name_(std::move(other.posix_name_)),
         data_(std::exchange(other.data_, nullptr)),
         size_bytes_(std::exchange(other.size_bytes_, 0)),
+        inode_(other.inode_),
         guard_(std::exchange(other.guard_, nullptr)) {}
 
   SharedMemory& operator=(SharedMemory&& other) noexcept {
@@ -128,6 +132,7 @@ class SharedMemory {
       posix_name_ = std::move(other.posix_name_);
       data_ = std::exchange(other.data_, nullptr);
       size_bytes_ = std::exchange(other.size_bytes_, 0);
+      inode_ = other.inode_;
       guard_ = std::exchange(other.guard_, nullptr);
     }
     return *this;
@@ -151,6 +156,12 @@ class SharedMemory {
   /// Removes this segment's name (this mapping stays valid).
   void unlink() const { unlink(posix_name_); }
 
+  /// True while the name still leads to the segment mapped here (not removed, not replaced).
+  bool still_named() const noexcept {
+    struct stat info {};
+    return ::stat(("/dev/shm" + posix_name_).c_str(), &info) == 0 && info.st_ino == inode_;
+  }
+
   /// "name" or "/name" -> "/name"; throws std::invalid_argument for a bad name.
   static std::string to_posix_name(const std::string& name) {
     const std::string bare = (!name.empty() && name[0] == '/') ? name.substr(1) : name;
@@ -168,8 +179,8 @@ class SharedMemory {
   }
 
  private:
-  SharedMemory(std::string posix_name, void* data, std::size_t size_bytes)
-      : posix_name_(std::move(posix_name)), data_(data), size_bytes_(size_bytes) {
+  SharedMemory(std::string posix_name, void* data, std::size_t size_bytes, ino_t inode)
+      : posix_name_(std::move(posix_name)), data_(data), size_bytes_(size_bytes), inode_(inode) {
     try {
       guard_ = sigbus::guard(data_, size_bytes_);
     } catch (...) {
@@ -199,6 +210,7 @@ class SharedMemory {
   std::string posix_name_;
   void* data_ = nullptr;
   std::size_t size_bytes_ = 0;
+  ino_t inode_ = 0;  // of the object mapped (fstat at create/attach): tells a replaced name apart
   sigbus::GuardedMapping* guard_ = nullptr;
 };
 
