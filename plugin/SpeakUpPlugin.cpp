@@ -33,7 +33,7 @@
 // patches it (plugin/CMakeLists.txt) to call speakup_vst3_set_process_mode() from
 // setupProcessing() and process() (Ardour says "offline" only in the latter). Offline, run()
 // waits for the server's output (bounded: as long as the server's heartbeat advances, plus
-// kServerStartTimeoutMs for it to come up) so a bounce is exact; a dead server still yields
+// kServerStartTimeoutMs for it to attach; see ServerLiveness) so a bounce is exact; a dead server still yields
 // the dry signal, never a hang. An offline render starts a fresh stream when the host's
 // transport starts, so it does not depend on what the instance processed before.
 //
@@ -51,6 +51,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -94,6 +95,34 @@ std::int64_t now_ms() {
 }
 
 std::atomic<std::uint64_t> g_instances{0};  // numbers this process's segments
+
+/// When a segment's server last showed life: its heartbeat advanced, or it attached. A server
+/// publishes its pid before its first beat on that segment, and may attach seconds after the
+/// segment appeared (its first engine build takes that long): timing its silence from before
+/// the attach would declare a server dead in the instant it starts serving.
+class ServerLiveness {
+ public:
+  ServerLiveness(const Segment& segment, std::int64_t now)
+      : beat_(segment.server_heartbeat()), attached_(segment.server_pid() != 0), since_ms_(now) {}
+
+  /// True once the server was silent longer than it may be: kServerStartTimeoutMs until it
+  /// attached, kHeartbeatTimeoutMs after.
+  bool silent(const Segment& segment, std::int64_t now) {
+    const std::uint64_t beat = segment.server_heartbeat();
+    const bool attached = segment.server_pid() != 0;
+    if (beat != beat_ || attached != attached_) {
+      beat_ = beat;
+      attached_ = attached;
+      since_ms_ = now;
+    }
+    return now - since_ms_ > (attached_ ? kHeartbeatTimeoutMs : kServerStartTimeoutMs);
+  }
+
+ private:
+  std::uint64_t beat_;
+  bool attached_;
+  std::int64_t since_ms_;
+};
 
 }  // namespace
 
@@ -296,20 +325,13 @@ class SpeakUpPlugin : public Plugin {
   /// Offline only: waits until the server has produced `needed` wet frames, as long as it
   /// lives (heartbeat) or, before it attached, as long as it may take to start.
   void wait_for_output(Segment& segment, std::int64_t needed) {
-    std::uint64_t last_beat = segment.server_heartbeat();
-    std::int64_t last_beat_ms = now_ms();
+    ServerLiveness liveness(segment, now_ms());
     while (static_cast<std::int64_t>(received_ + segment.output().available()) < needed) {
       const std::uint32_t seen = segment.client_wake_count();
       if (static_cast<std::int64_t>(received_ + segment.output().available()) >= needed) return;
       segment.wait_client(seen, 5'000'000);
       runs_.fetch_add(1, std::memory_order_relaxed);  // still running us: the worker stays active
-      const std::int64_t now = now_ms();
-      if (segment.server_heartbeat() != last_beat) {
-        last_beat = segment.server_heartbeat();
-        last_beat_ms = now;
-      }
-      const std::int64_t timeout_ms = segment.server_pid() == 0 ? kServerStartTimeoutMs : kHeartbeatTimeoutMs;
-      if (now - last_beat_ms > timeout_ms || segment.broken() || segment.output().corrupt() ||
+      if (liveness.silent(segment, now_ms()) || segment.broken() || segment.output().corrupt() ||
           !server_expected_.load(std::memory_order_acquire)) {
         session_ok_ = false;  // no server for this session: dry until the worker opens a new one
         reconnect_.store(true, std::memory_order_release);
@@ -408,8 +430,8 @@ class SpeakUpPlugin : public Plugin {
   void work() {
     std::unique_lock<std::mutex> lock(mutex_);
     Segment* live = nullptr;  // the newest segment published (owned by the audio thread once taken)
-    std::uint64_t beat = 0;
-    std::int64_t beat_ms = now_ms(), started_ms = -kRestartBackoffMs;
+    std::optional<ServerLiveness> liveness;  // live's server
+    std::int64_t started_ms = -kRestartBackoffMs;
     std::uint64_t runs_seen = 0;
     std::int64_t last_run_ms = now_ms();
     Doorbell* doorbell = nullptr;  // the newest doorbell published (owned by the audio thread once taken)
@@ -436,15 +458,8 @@ class SpeakUpPlugin : public Plugin {
       }
       bool fresh_needed = live == nullptr || reconnect_.exchange(false) || live->broken();
       if (live != nullptr && !fresh_needed) {
-        const std::uint64_t current = live->server_heartbeat();
-        if (current != beat) {
-          beat = current;
-          beat_ms = now;
-        }
-        const bool attached = live->server_pid() != 0;
-        const bool silent = now - beat_ms > (attached ? kHeartbeatTimeoutMs : kServerStartTimeoutMs);
-        const bool dropped = attached && !segment_exists(*live);  // server restarted the stream
-        fresh_needed = silent || dropped;
+        const bool dropped = live->server_pid() != 0 && !segment_exists(*live);  // server restarted the stream
+        fresh_needed = liveness->silent(*live, now) || dropped;
       }
       const bool running = speakup::plugin::server_running();
       if (!running && now - started_ms > kRestartBackoffMs && speakup::plugin::start_server(interpreter_)) {
@@ -458,10 +473,9 @@ class SpeakUpPlugin : public Plugin {
       }
       if (!fresh_needed || !server_expected_.load(std::memory_order_relaxed)) continue;
       live = create_segment();
-      beat = 0;
-      beat_ms = now;
       doorbell_tried_ms = -kDoorbellRetryMs;  // a new stream may have a new server: look at once
       if (live == nullptr) continue;
+      liveness.emplace(*live, now);
       write_params(*live);  // before the audio thread (or the server) uses it
       pending_.store(live, std::memory_order_release);
     }

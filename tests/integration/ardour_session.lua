@@ -1,8 +1,8 @@
 -- Run by tests/integration/test_plugin_ardour.py with ardour7-lua (headless, dummy backend).
 -- Creates SPEAKUP_SESSION_DIR with a stereo track holding one recorded take of
 -- SPEAKUP_TAKE_SECONDS (Ardour 7's Lua has no file import: the test overwrites the take's
--- files with speech afterwards), then inserts SpeakUp.vst3 on the track and sets every
--- parameter to SPEAKUP_PARAMS ("name=value,..."), and saves.
+-- files with speech afterwards), then inserts SpeakUp.vst3 on the track, selects its program
+-- SPEAKUP_PROGRAM, and saves.
 
 local dir = os.getenv("SPEAKUP_SESSION_DIR")
 local take_us = math.floor(tonumber(os.getenv("SPEAKUP_TAKE_SECONDS")) * 1e6)
@@ -25,13 +25,12 @@ assert(not proc:isnil(), "SpeakUp.vst3 is not in Ardour's plugin list")
 assert(track:add_processor_by_index(proc, 0, nil, true) == 0, "cannot insert SpeakUp")
 local insert = proc:to_insert()
 local plugin = insert:plugin(0)
-local index_of = {}
-for i = 0, plugin:parameter_count() - 1 do index_of[plugin:parameter_label(i)] = i end
-for name, value in string.gmatch(os.getenv("SPEAKUP_PARAMS"), "([%w_]+)=([^,]+)") do
-  assert(index_of[name], "no parameter " .. name)
-  assert(ARDOUR.LuaAPI.set_plugin_insert_param(insert, index_of[name], tonumber(value)), "cannot set " .. name)
-end
--- The changes reach the plugin in the next process cycles; its saved state must hold them.
+-- Select the program as Ardour's preset menu does (its factory presets are the plugin's programs),
+-- while the engine runs the plugin.
+local preset = plugin:preset_by_label(os.getenv("SPEAKUP_PROGRAM"))
+assert(preset, "SpeakUp has no program " .. os.getenv("SPEAKUP_PROGRAM"))
+assert(plugin:load_preset(preset), "cannot load the program")
+-- The program's parameter values reach Ardour with the next process cycles; its saved state must hold them.
 ARDOUR.LuaAPI.usleep(500000)
 print("latency", proc:signal_latency())
 
