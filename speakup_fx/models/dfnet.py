@@ -199,12 +199,21 @@ class DFNet(nn.Module):
         enhanced = torch.cat([filtered, enhanced], dim=-1)  # (batch, frames, outputs, bins)
 
         frames_out = torch.fft.irfft(enhanced, n=c.fft_size) * self.synthesis_window  # (batch, frames, outputs, fft)
-        # overlap-add: fold sums the frames at their hops, then the previous call's tail is added
-        total = F.fold(frames_out.permute(0, 2, 3, 1).reshape(batch * outputs, c.fft_size, frames),
-                       (1, (frames - 1) * hop + c.fft_size), (1, c.fft_size), stride=(1, hop)).view(batch, outputs, -1)
-        total.narrow(-1, 0, overlap).add_(state["synthesis"])
+        total = self._overlap_add(frames_out, state["synthesis"])  # (batch, outputs, frames * hop + overlap)
         new["synthesis"] = total.narrow(-1, frames * hop, overlap)
         return total.narrow(-1, 0, frames * hop), new
+
+    def _overlap_add(self, frames_out: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+        """``frames_out`` ``(batch, frames, outputs, fft)`` summed at their hops onto the previous call's ``tail``
+        ``(batch, outputs, overlap)``: ``(batch, outputs, frames * hop + overlap)``."""
+        batch, frames, outputs, fft = frames_out.shape
+        hop = self.config.hop_samples
+        if frames == 1:  # the step of a real-time host: one shifted sum (the same values as the fold)
+            return F.pad(tail, (0, hop)) + frames_out.squeeze(1)
+        total = F.fold(frames_out.permute(0, 2, 3, 1).reshape(batch * outputs, fft, frames),
+                       (1, (frames - 1) * hop + fft), (1, fft), stride=(1, hop)).view(batch, outputs, -1)
+        total.narrow(-1, 0, fft - hop).add_(tail)
+        return total
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Offline: ``x`` ``(batch, 1, time)`` -> ``(batch, 2, time)`` (denoised, dereverberated), aligned with ``x``."""
