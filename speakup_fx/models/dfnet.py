@@ -157,9 +157,9 @@ class DFNet(nn.Module):
         low = spec.narrow(-1, 0, c.df_bins)
         values = F.pad(torch.cat([level_db, magnitude.narrow(-1, 0, c.df_bins)], dim=-1), (0, 1), value=1.0)
         means, norm = self._running_mean(values, norm)
-        # divided by the running mean of ones: removes the zero start's bias
         features = c.erb_bands + c.df_bins
-        level_mean, magnitude_mean = (means.narrow(-1, 0, features) / means.narrow(-1, features, 1)).split([c.erb_bands, c.df_bins], dim=-1)
+        unbiased = means.narrow(-1, 0, features) / means.narrow(-1, features, 1)  # over the running mean of ones: no zero-start bias
+        level_mean, magnitude_mean = unbiased.split([c.erb_bands, c.df_bins], dim=-1)
         unit = low / (magnitude_mean + 1e-6)
         return torch.cat([(level_db - level_mean) / 40.0, unit.real, unit.imag], dim=-1), norm
 
