@@ -3,8 +3,8 @@
 Signal path (16 kHz, tensors ``(batch, channels, time)``):
 sqrt-Hann STFT (30 ms window, 10 ms hop, 33 Hz bins) -> ERB-band levels (dB) and the complex
 spectrum of the low bins, each normalised by its exponential running mean (level-independent)
--> a causal conv over frames -> GRU trunk -> per output: sigmoid ERB-band gains on the whole
-spectrum (the envelope) and, below ``df_bins``, a complex multi-frame deep filter (Schröter et al.,
+-> a causal conv over frames -> GRU trunk -> per output: sigmoid ERB-band gains above ``df_bins``
+(the envelope) and, below it, a complex multi-frame deep filter (Schröter et al.,
 "DeepFilterNet", 2022) that can rebuild harmonics between the bands' resolution
 -> inverse STFT (overlap-add).
 
@@ -96,7 +96,8 @@ class DFNet(nn.Module):
         band_of_bin = [band for band, width in enumerate(widths) for _ in range(width)]
         # (bins, bands): a band's gain on its bins; built from Python lists so the model also builds on the meta device
         spread = torch.tensor([[float(b == band) for band in range(c.erb_bands)] for b in band_of_bin], dtype=dtype)
-        self.register_buffer("band_spread", spread.T.contiguous(), persistent=False)
+        # the bands' gains act above df_bins only (the deep filters replace the spectrum below)
+        self.register_buffer("band_spread", spread.T[:, c.df_bins :].contiguous(), persistent=False)
         self.register_buffer("band_mean", spread / spread.sum(0), persistent=False)  # bin powers -> band mean power
         window = torch.hann_window(c.fft_size, periodic=True, dtype=torch.float64).sqrt()
         self.register_buffer("window", window.to(dtype), persistent=False)
@@ -171,7 +172,7 @@ class DFNet(nn.Module):
             raise ValueError(f"x: expected (batch, 1, k * {hop}) with k >= 1, got {tuple(x.shape)}")
         if state["analysis"].shape[0] != x.shape[0]:
             raise ValueError(f"state is for batch {state['analysis'].shape[0]}, x has batch {x.shape[0]}")
-        batch, frames = x.shape[0], x.shape[-1] // hop
+        frames = x.shape[-1] // hop
         new: dict[str, torch.Tensor] = {}
         buffer = torch.cat([state["analysis"], x.select(1, 0)], dim=-1)
         new["analysis"] = buffer.narrow(-1, frames * hop, overlap)
@@ -182,7 +183,7 @@ class DFNet(nn.Module):
         h, gru_state = self.gru(torch.relu(h), state["gru"].transpose(0, 1).contiguous())
         new["gru"] = gru_state.transpose(0, 1)
         gains = torch.sigmoid(F.linear(h, self.gains.weight, self.gains.bias))
-        gains = gains.unflatten(-1, (outputs, c.erb_bands)) @ self.band_spread  # (batch, frames, outputs, bins)
+        gains = gains.unflatten(-1, (outputs, c.erb_bands)) @ self.band_spread  # (batch, frames, outputs, bins - df_bins)
         coefficients = torch.tanh(F.linear(h, self.filters.weight, self.filters.bias))
         coefficients = torch.view_as_complex(coefficients.unflatten(-1, (outputs, c.df_order, c.df_bins, 2)))
 
@@ -190,11 +191,10 @@ class DFNet(nn.Module):
         full = torch.cat([torch.view_as_complex(state["spectrum"].contiguous()), spec], dim=1)
         new["spectrum"] = torch.view_as_real(full.narrow(1, frames, cached))
         delayed = full.narrow(1, cached - c.lookahead_frames, frames).unsqueeze(2)  # (batch, frames, 1, bins)
-        high = c.df_bins
-        enhanced = gains.narrow(-1, high, self.bins - high) * delayed.narrow(-1, high, self.bins - high)
+        enhanced = gains * delayed.narrow(-1, c.df_bins, self.bins - c.df_bins)
         first_tap = cached - c.lookahead_frames - (c.df_order - 1) + c.df_lookahead_frames
         # taps[:, t, 0, i] = full[:, first_tap + t + i, :df_bins]
-        taps = full.narrow(1, first_tap, frames + c.df_order - 1).narrow(-1, 0, high).unfold(1, c.df_order, 1)
+        taps = full.narrow(1, first_tap, frames + c.df_order - 1).narrow(-1, 0, c.df_bins).unfold(1, c.df_order, 1)
         filtered = (coefficients * taps.transpose(-1, -2).unsqueeze(2)).sum(dim=3)
         enhanced = torch.cat([filtered, enhanced], dim=-1)  # (batch, frames, outputs, bins)
 
