@@ -193,9 +193,9 @@ class DFNet(nn.Module):
         delayed = full.narrow(1, cached - c.lookahead_frames, frames).unsqueeze(2)  # (batch, frames, 1, bins)
         enhanced = gains * delayed.narrow(-1, c.df_bins, self.bins - c.df_bins)
         first_tap = cached - c.lookahead_frames - (c.df_order - 1) + c.df_lookahead_frames
-        # taps[:, t, 0, i] = full[:, first_tap + t + i, :df_bins]
+        # taps[:, t, i] = full[:, first_tap + t + i, :df_bins], laid out contiguously so the sum over taps runs fast
         taps = full.narrow(1, first_tap, frames + c.df_order - 1).narrow(-1, 0, c.df_bins).unfold(1, c.df_order, 1)
-        filtered = (coefficients * taps.transpose(-1, -2).unsqueeze(2)).sum(dim=3)
+        filtered = (coefficients * taps.transpose(-1, -2).contiguous().unsqueeze(2)).sum(dim=3)
         enhanced = torch.cat([filtered, enhanced], dim=-1)  # (batch, frames, outputs, bins)
 
         frames_out = torch.fft.irfft(enhanced, n=c.fft_size) * self.synthesis_window  # (batch, frames, outputs, fft)
