@@ -3,8 +3,8 @@
 Signal path (16 kHz, tensors ``(batch, channels, time)``):
 sqrt-Hann STFT (30 ms window, 10 ms hop, 33 Hz bins) -> ERB-band levels (dB) and the complex
 spectrum of the low bins, each normalised by its exponential running mean (level-independent)
--> a causal conv over frames -> GRU trunk -> per output: sigmoid ERB-band gains on the whole
-spectrum (the envelope) and, below ``df_bins``, a complex multi-frame deep filter (Schröter et al.,
+-> a causal conv over frames -> GRU trunk -> per output: sigmoid ERB-band gains above ``df_bins``
+(the envelope) and, below it, a complex multi-frame deep filter (Schröter et al.,
 "DeepFilterNet", 2022) that can rebuild harmonics between the bands' resolution
 -> inverse STFT (overlap-add).
 
@@ -97,7 +97,8 @@ class DFNet(nn.Module):
         band_of_bin = [band for band, width in enumerate(widths) for _ in range(width)]
         # (bins, bands): a band's gain on its bins; built from Python lists so the model also builds on the meta device
         spread = torch.tensor([[float(b == band) for band in range(c.erb_bands)] for b in band_of_bin], dtype=dtype)
-        self.register_buffer("band_spread", spread.T.contiguous(), persistent=False)
+        # the bands' gains act above df_bins only (the deep filters replace the spectrum below)
+        self.register_buffer("band_spread", spread.T[:, c.df_bins :].contiguous(), persistent=False)
         self.register_buffer("band_mean", spread / spread.sum(0), persistent=False)  # bin powers -> band mean power
         window = torch.hann_window(c.fft_size, periodic=True, dtype=torch.float64).sqrt()
         self.register_buffer("window", window.to(dtype), persistent=False)
@@ -106,7 +107,7 @@ class DFNet(nn.Module):
         steps = torch.arange(_EMA_CHUNK_FRAMES, dtype=torch.float64)
         lag = steps[:, None] - steps[None, :]
         self.register_buffer("ema_kernel", torch.where(lag >= 0, (1 - decay) * decay ** lag.clamp_min(0), 0.0).to(dtype), persistent=False)
-        self.register_buffer("ema_carry", (decay ** (steps + 1)).to(dtype), persistent=False)
+        self.register_buffer("ema_carry", (decay ** (steps[:, None] + 1)).to(dtype), persistent=False)
         features = c.erb_bands + 2 * c.df_bins
         self.input = CachedConv1d(features, c.channels, c.conv_frames)
         self.gru = nn.GRU(c.channels, c.channels, c.gru_layers, batch_first=True)
@@ -142,68 +143,78 @@ class DFNet(nn.Module):
         """Exponential running mean over frames of ``x`` ``(batch, frames, features)`` from ``previous`` ``(batch, features)``."""
         means = []
         for start in range(0, x.shape[1], _EMA_CHUNK_FRAMES):
-            chunk = x[:, start : start + _EMA_CHUNK_FRAMES]
-            n = chunk.shape[1]
-            mean = self.ema_kernel[:n, :n] @ chunk + self.ema_carry[:n, None] * previous[:, None]
+            n = min(_EMA_CHUNK_FRAMES, x.shape[1] - start)
+            chunk = x if n == x.shape[1] else x.narrow(1, start, n)
+            kernel = self.ema_kernel if n == _EMA_CHUNK_FRAMES else self.ema_kernel[:n, :n]
+            mean = torch.addcmul(kernel @ chunk, self.ema_carry[:n], previous.unsqueeze(1))
             means.append(mean)
-            previous = mean[:, -1]
-        return torch.cat(means, dim=1), previous
+            previous = mean.select(1, -1)
+        return (means[0] if len(means) == 1 else torch.cat(means, dim=1)), previous
 
     def _features(self, spec: torch.Tensor, norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Level-normalised ERB levels and low-bin spectrum ``(batch, frames, features)``, and the new running means."""
         c = self.config
-        level_db = 10 * torch.log10((spec.real.square() + spec.imag.square()) @ self.band_mean + _LEVEL_FLOOR)
-        low = spec[..., : c.df_bins]
-        magnitude = low.abs()
-        ones = magnitude.new_ones(magnitude.shape[:-1] + (1,))
-        means, norm = self._running_mean(torch.cat([level_db, magnitude, ones], dim=-1), norm)
-        weight = means[..., -1:]  # the running mean of ones: divides out the zero start (bias correction)
-        level_mean, magnitude_mean = means[..., : c.erb_bands] / weight, means[..., c.erb_bands : -1] / weight
+        magnitude = spec.abs()
+        level_db = 10 * torch.log10(magnitude.square() @ self.band_mean + _LEVEL_FLOOR)
+        low = spec.narrow(-1, 0, c.df_bins)
+        values = F.pad(torch.cat([level_db, magnitude.narrow(-1, 0, c.df_bins)], dim=-1), (0, 1), value=1.0)
+        means, norm = self._running_mean(values, norm)
+        features = c.erb_bands + c.df_bins
+        unbiased = means.narrow(-1, 0, features) / means.narrow(-1, features, 1)  # over the running mean of ones: no zero-start bias
+        level_mean, magnitude_mean = unbiased.split([c.erb_bands, c.df_bins], dim=-1)
         unit = low / (magnitude_mean + 1e-6)
         return torch.cat([(level_db - level_mean) / 40.0, unit.real, unit.imag], dim=-1), norm
 
     def forward_stream(self, x: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``x`` ``(batch, 1, k * hop)`` -> ``(batch, 2, k * hop)`` delayed by ``latency_samples``, and the new state."""
         c = self.config
-        hop, outputs = c.hop_samples, len(self.output_names)
+        hop, outputs, overlap = c.hop_samples, len(self.output_names), c.fft_size - c.hop_samples
         if x.ndim != 3 or x.shape[1] != 1 or x.shape[-1] % hop or x.shape[-1] == 0:
             raise ValueError(f"x: expected (batch, 1, k * {hop}) with k >= 1, got {tuple(x.shape)}")
         if state["analysis"].shape[0] != x.shape[0]:
             raise ValueError(f"state is for batch {state['analysis'].shape[0]}, x has batch {x.shape[0]}")
-        batch, frames = x.shape[0], x.shape[-1] // hop
+        frames = x.shape[-1] // hop
         new: dict[str, torch.Tensor] = {}
-        buffer = torch.cat([state["analysis"], x[:, 0]], dim=-1)
-        new["analysis"] = buffer[:, buffer.shape[-1] - state["analysis"].shape[-1] :]
+        buffer = torch.cat([state["analysis"], x.select(1, 0)], dim=-1)
+        new["analysis"] = buffer.narrow(-1, frames * hop, overlap)
         spec = torch.fft.rfft(buffer.unfold(-1, c.fft_size, hop) * self.window)  # (batch, frames, bins)
 
         features, new["norm"] = self._features(spec, state["norm"])
         h, new["input"] = self.input.step(features, state["input"])
         h, gru_state = self.gru(torch.relu(h), state["gru"].transpose(0, 1).contiguous())
         new["gru"] = gru_state.transpose(0, 1)
-        gains = torch.sigmoid(self.gains(h)).unflatten(-1, (outputs, c.erb_bands)) @ self.band_spread  # (batch, frames, outputs, bins)
-        coefficients = torch.tanh(self.filters(h)).unflatten(-1, (outputs, c.df_order, c.df_bins, 2))
-        coefficients = torch.view_as_complex(coefficients.contiguous())  # (batch, frames, outputs, order, df_bins)
+        gains = torch.sigmoid(F.linear(h, self.gains.weight, self.gains.bias))
+        gains = gains.unflatten(-1, (outputs, c.erb_bands)) @ self.band_spread  # (batch, frames, outputs, bins - df_bins)
+        coefficients = torch.tanh(F.linear(h, self.filters.weight, self.filters.bias))
+        coefficients = torch.view_as_complex(coefficients.unflatten(-1, (outputs, c.df_order, c.df_bins, 2)))
 
         cached = self._spectrum_frames
         full = torch.cat([torch.view_as_complex(state["spectrum"].contiguous()), spec], dim=1)
-        new["spectrum"] = torch.view_as_real(full[:, full.shape[1] - cached :])
-        delayed = full[:, cached - c.lookahead_frames : cached - c.lookahead_frames + frames]
-        enhanced = gains * delayed[:, :, None]  # (batch, frames, outputs, bins)
+        new["spectrum"] = torch.view_as_real(full.narrow(1, frames, cached))
+        delayed = full.narrow(1, cached - c.lookahead_frames, frames).unsqueeze(2)  # (batch, frames, 1, bins)
+        enhanced = gains * delayed.narrow(-1, c.df_bins, self.bins - c.df_bins)
         first_tap = cached - c.lookahead_frames - (c.df_order - 1) + c.df_lookahead_frames
-        taps = torch.stack([full[:, first_tap + i : first_tap + i + frames, : c.df_bins] for i in range(c.df_order)], dim=2)
-        filtered = (coefficients * taps[:, :, None]).sum(dim=3)  # (batch, frames, outputs, df_bins)
-        enhanced = torch.cat([filtered, enhanced[..., c.df_bins :]], dim=-1)
+        # taps[:, t, i] = full[:, first_tap + t + i, :df_bins], laid out contiguously so the sum over taps runs fast
+        taps = full.narrow(1, first_tap, frames + c.df_order - 1).narrow(-1, 0, c.df_bins).unfold(1, c.df_order, 1)
+        filtered = (coefficients * taps.transpose(-1, -2).contiguous().unsqueeze(2)).sum(dim=3)
+        enhanced = torch.cat([filtered, enhanced], dim=-1)  # (batch, frames, outputs, bins)
 
         frames_out = torch.fft.irfft(enhanced, n=c.fft_size) * self.synthesis_window  # (batch, frames, outputs, fft)
-        frames_out = frames_out.permute(0, 2, 1, 3)  # (batch, outputs, frames, fft)
-        overlap = c.fft_size - hop
-        segments = c.fft_size // hop
-        total = F.pad(state["synthesis"], (0, frames * hop))
-        for r in range(segments):
-            part = frames_out[..., r * hop : (r + 1) * hop].reshape(batch, outputs, frames * hop)
-            total = total + F.pad(part, (r * hop, overlap - r * hop))
-        new["synthesis"] = total[..., frames * hop :]
-        return total[..., : frames * hop], new
+        total = self._overlap_add(frames_out, state["synthesis"])  # (batch, outputs, frames * hop + overlap)
+        new["synthesis"] = total.narrow(-1, frames * hop, overlap)
+        return total.narrow(-1, 0, frames * hop), new
+
+    def _overlap_add(self, frames_out: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+        """``frames_out`` ``(batch, frames, outputs, fft)`` summed at their hops onto the previous call's ``tail``
+        ``(batch, outputs, overlap)``: ``(batch, outputs, frames * hop + overlap)``."""
+        batch, frames, outputs, fft = frames_out.shape
+        hop = self.config.hop_samples
+        if frames == 1:  # the step of a real-time host: one shifted sum (the same values as the fold)
+            return F.pad(tail, (0, hop)) + frames_out.squeeze(1)
+        total = F.fold(frames_out.permute(0, 2, 3, 1).reshape(batch * outputs, fft, frames),
+                       (1, (frames - 1) * hop + fft), (1, fft), stride=(1, hop)).view(batch, outputs, -1)
+        total.narrow(-1, 0, fft - hop).add_(tail)
+        return total
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Offline: ``x`` ``(batch, 1, time)`` -> ``(batch, 2, time)`` (denoised, dereverberated), aligned with ``x``."""

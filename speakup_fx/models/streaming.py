@@ -57,17 +57,19 @@ class CachedConv1d(nn.Conv1d):
         return (self.kernel_size[0] - 1) * self.dilation[0]
 
     def step(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.context == 0:
+        context = self.context
+        if context == 0:
             return pointwise(self, x), cache
         full = torch.cat([cache, x], dim=1)
-        frames, d = x.shape[1], self.dilation[0]
-        if frames >= _CONV_PATH_FRAMES:  # long inputs (training, whole files): the conv kernels are faster
-            y = F.conv1d(full.transpose(1, 2), self.weight, self.bias, dilation=self.dilation).transpose(1, 2)
-            return y, full[:, full.shape[1] - self.context :]
-        # short blocks: the k dilated taps interleaved per channel (the order of the weight's (in, k) axes,
-        # so the weight is used as it lies, never copied), then one GEMM: the same sum, less overhead
-        taps = torch.stack([full[:, j * d : j * d + frames] for j in range(self.kernel_size[0])], dim=-1).flatten(-2)
-        return pointwise(self, taps), full[:, full.shape[1] - self.context :]
+        new_cache = full.narrow(1, x.shape[1], context)
+        if x.shape[1] >= _CONV_PATH_FRAMES:  # long inputs (training, whole files): the conv kernels are faster
+            return F.conv1d(full.transpose(1, 2), self.weight, self.bias, dilation=self.dilation).transpose(1, 2), new_cache
+        # short blocks: the k dilated taps of each output frame, interleaved per channel (the order of the
+        # weight's (in, k) axes, so the weight is used as it lies, never copied), then one GEMM: the same sum, less overhead
+        taps = full.unfold(1, context + 1, 1)  # (batch, frames, in_channels, context + 1)
+        if self.dilation[0] > 1:
+            taps = taps[..., :: self.dilation[0]]
+        return pointwise(self, taps.flatten(-2)), new_cache
 
     def zero_cache(self, batch: int, like: torch.Tensor) -> torch.Tensor:
         return like.new_zeros(batch, self.context, self.in_channels)

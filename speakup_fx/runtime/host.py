@@ -163,21 +163,22 @@ class ModelHost:
 
     def _step(self, items: list[tuple[ModelStream, np.ndarray]]) -> list[np.ndarray]:
         model = items[0][0].model
-        rows = [stream.channels for stream, _ in items]
         x = self._to_device(np.concatenate([block for _, block in items]) if len(items) > 1 else items[0][1])
         if len(items) == 1:
             state = items[0][0].state
         else:
-            state = self._gather([stream.state for stream, _ in items], sum(rows), model)
-        y, new_state = model.forward_stream(x[:, None], state)
-        start = 0
-        for (stream, _), count in zip(items, rows):
-            for name, tensor in stream.state.items():
-                tensor.copy_(new_state[name][start : start + count])
-            start += count
+            state = self._gather([stream.state for stream, _ in items], x.shape[0], model)
+        y, new_state = model.forward_stream(x.unsqueeze(1), state)
         y = self._to_host(y)
-        edges = np.cumsum([0, *rows])
-        return [np.ascontiguousarray(y[a:b].transpose(1, 0, 2)) for a, b in zip(edges[:-1], edges[1:])]
+        outputs, start = [], 0
+        for stream, _ in items:
+            count = stream.channels
+            for name, tensor in stream.state.items():
+                rows = new_state[name]
+                tensor.copy_(rows if count == rows.shape[0] else rows.narrow(0, start, count))
+            outputs.append(np.ascontiguousarray(y[start : start + count].transpose(1, 0, 2)))
+            start += count
+        return outputs
 
     def _gather(self, states: list[dict[str, torch.Tensor]], rows: int, model: nn.Module) -> dict[str, torch.Tensor]:
         """The streams' states stacked into the host's scratch tensors for ``model`` (grown, never per step)."""

@@ -50,6 +50,20 @@ def test_streaming_output_equals_offline_output_delayed(model, block_hops):
 
 
 @torch.no_grad()
+def test_the_one_frame_overlap_add_equals_the_general_one(model):
+    """A real-time host steps one frame at a time: that shortcut of the overlap-add sums what the fold sums."""
+    frames_out = torch.randn(2, 6, 2, 480, generator=torch.Generator().manual_seed(4))
+    tail = torch.randn(2, 2, 320, generator=torch.Generator().manual_seed(5))
+    whole = model._overlap_add(frames_out, tail)
+    pieces = []
+    for t in range(frames_out.shape[1]):
+        total = model._overlap_add(frames_out[:, t : t + 1], tail)
+        pieces.append(total[..., :HOP])
+        tail = total[..., HOP:]
+    torch.testing.assert_close(torch.cat([*pieces, tail], dim=-1), whole, atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
 def test_state_has_fixed_batch_first_shapes(model):
     state = model.initial_state(3)
     assert all(isinstance(v, torch.Tensor) and v.shape[0] == 3 for v in state.values())

@@ -5,7 +5,7 @@ import torch
 
 from speakup_fx.models.discriminators import DiscriminatorConfig, Discriminators
 from speakup_fx.models.paper import PaperGenerator, PaperGeneratorConfig
-from speakup_fx.models.streaming import StreamingGenerator, StreamingGeneratorConfig
+from speakup_fx.models.streaming import CachedConv1d, StreamingGenerator, StreamingGeneratorConfig
 
 HOP = 160
 
@@ -35,6 +35,22 @@ def test_streaming_output_equals_offline_output_delayed(generator, block_hops):
     latency = generator.latency_samples
     streamed = stream(generator, x, block_hops)
     torch.testing.assert_close(streamed[..., latency:], offline[..., : x.shape[-1] - latency], atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("dilation", [1, 4])
+def test_cached_conv_steps_frame_by_frame_as_the_conv_kernel_does_in_one_call(dilation):
+    """Short calls gather the dilated taps for one GEMM, long calls use the conv kernel: the same sums."""
+    torch.manual_seed(0)
+    conv = CachedConv1d(5, 3, kernel_size=3, dilation=dilation)
+    x = torch.randn(2, 40, 5)  # channels-last, long enough for the conv kernel
+    whole, whole_cache = conv.step(x, conv.zero_cache(2, x))
+    cache, frames = conv.zero_cache(2, x), []
+    for t in range(x.shape[1]):
+        y, cache = conv.step(x[:, t : t + 1], cache)
+        frames.append(y)
+    torch.testing.assert_close(torch.cat(frames, dim=1), whole, atol=1e-6, rtol=0)
+    torch.testing.assert_close(cache, whole_cache, atol=0, rtol=0)
 
 
 def test_default_latency_is_one_hop_plus_lookahead():
