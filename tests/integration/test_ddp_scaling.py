@@ -35,7 +35,7 @@ def test_two_ranks_by_the_rule_write_a_validation_curve_of_the_global_batch(tiny
 @pytest.mark.slow
 def test_the_scaling_run_writes_every_arms_curve_and_the_table(tiny_config, tmp_path):
     assert scaling(tiny_config, tmp_path / "out") == 0
-    curves = {arm: read_curve(tmp_path / "out" / arm / "curve.csv") for arm in ("1proc", "1proc_reordered", "2proc", "2proc_batchx2")}
+    curves = {arm: read_curve(tmp_path / "out" / arm / "curve.csv") for arm in ("1proc", "1proc_reordered", "2proc", "2proc_reordered", "2proc_batchx2")}
     for arm, rows in curves.items():
         assert [row["step"] for row in rows] == [0, 1, 2], arm
         # every arm starts from the same seeded weights on the same validation set

@@ -42,19 +42,22 @@ def test_relative_difference_skips_step_zero_and_needs_common_steps():
         rms_relative_difference(curve(REFERENCE[:2], every=7)[1:], reference)
 
 
-def test_summary_judges_each_arm_against_the_reordered_control():
+def test_summary_judges_each_arm_against_the_larger_float_order_control():
     arms = arms_for(2, 8)
-    assert [a.name for a in arms] == ["1proc", "1proc_reordered", "2proc", "2proc_batchx2"]
+    assert [a.name for a in arms] == ["1proc", "1proc_reordered", "2proc", "2proc_reordered", "2proc_batchx2"]
     sign = [(-1) ** i for i in range(11)]
     control = [v * (1 + 1e-3 * s) for v, s in zip(REFERENCE, sign)]
-    within = [v * (1 + 0.9 * AGREEMENT_FACTOR * 1e-3 * s) for v, s in zip(REFERENCE, sign)]
+    within = [v * (1 + 0.9 * AGREEMENT_FACTOR * 2e-3 * s) for v, s in zip(REFERENCE, sign)]
+    # the 2-process control differs from its own arm by 2e-3: the tolerance is 2 x 2e-3
+    within_control = [v * (1 + 2e-3 * s) for v, s in zip(within, sign)]
     faster = [10.0 / (1 + 2 * i) for i in range(11)]
-    threshold, rows = summarize({"1proc": curve(REFERENCE), "1proc_reordered": curve(control), "2proc": curve(within),
-                                 "2proc_batchx2": curve(faster, batch=16)}, arms, 0.6)
+    threshold, tolerance, rows = summarize({"1proc": curve(REFERENCE), "1proc_reordered": curve(control), "2proc": curve(within),
+                                            "2proc_reordered": curve(within_control), "2proc_batchx2": curve(faster, batch=16)}, arms, 0.6)
     assert threshold == REFERENCE[6]
+    assert tolerance == pytest.approx(AGREEMENT_FACTOR * 2e-3)
     by_arm = {row["arm"]: row for row in rows}
     assert by_arm["1proc"]["steps_to_threshold"] == 60 and by_arm["1proc"]["samples_to_threshold"] == 480
-    assert by_arm["2proc"]["agrees"] == "yes"
+    assert by_arm["2proc"]["agrees"] == "yes" and by_arm["2proc_reordered"]["float_order_rms"] == "2.00e-03"
     # 10/(1+2s) <= 10/7 from s = 3: step 30, 30 x 16 samples; far from the reference's curve
     assert by_arm["2proc_batchx2"]["steps_to_threshold"] == 30 and by_arm["2proc_batchx2"]["samples_to_threshold"] == 480
     assert by_arm["2proc_batchx2"]["agrees"] == "no"
@@ -64,5 +67,11 @@ def test_summary_judges_each_arm_against_the_reordered_control():
 def test_an_arm_that_never_gets_there_says_so():
     arms = [Arm("1proc", 1, 8), Arm("1proc_reordered", 1, 8, reorder=True), Arm("2proc", 2, 8)]
     flat = [REFERENCE[0]] * 11
-    _, rows = summarize({"1proc": curve(REFERENCE), "1proc_reordered": curve(REFERENCE), "2proc": curve(flat)}, arms, 0.6)
+    noisy = [v * 1.001 for v in REFERENCE]
+    _, _, rows = summarize({"1proc": curve(REFERENCE), "1proc_reordered": curve(noisy), "2proc": curve(flat)}, arms, 0.6)
     assert rows[2]["steps_to_threshold"] == "not reached" and rows[2]["agrees"] == "no"
+
+
+def test_the_summary_needs_a_float_order_control():
+    with pytest.raises(ValueError, match="no reordered arm"):
+        summarize({"1proc": curve(REFERENCE), "2proc": curve(REFERENCE)}, [Arm("1proc", 1, 8), Arm("2proc", 2, 8)], 0.6)
