@@ -96,14 +96,20 @@ class ReversedBatches(Sampler):
         return iter([item for start in range(0, len(items), self.batch_size) for item in reversed(items[start:start + self.batch_size])])
 
 
-def train_arm(config_path: Path, batch_size: int, steps: int, validate_every: int, reorder: bool, out_dir: Path, world: World) -> None:
+def train_arm(config_path: Path, batch_size: int, steps: int, validate_every: int, reorder: bool, out_dir: Path, world: World,
+              dtype: torch.dtype = torch.float32) -> None:
     """This rank's part of one arm: ``steps`` steps of ``train_step`` on the global ``batch_size``; rank 0
-    validates at step 0 and every ``validate_every`` steps and writes ``out_dir/curve.csv``."""
+    validates at step 0 and every ``validate_every`` steps and writes ``out_dir/curve.csv``.
+
+    ``dtype`` float64 makes rounding about 1e9 times smaller than float32: what differs between arms then
+    is what the arms compute, not how they round.
+    """
     config = load_config(config_path)
     # save() below decides when to validate, so the loop must offer it every step
     config = replace(config, batch_size=batch_size, checkpoint_every_s=0.0)
-    threads = torch.get_num_threads()
+    threads, default_dtype = torch.get_num_threads(), torch.get_default_dtype()
     torch.set_num_threads(config.threads)
+    torch.set_default_dtype(dtype)
     try:
         state = build_state(config, world)
         training, held_out = build_datasets(config)
@@ -114,7 +120,7 @@ def train_arm(config_path: Path, batch_size: int, steps: int, validate_every: in
         rows: list[dict] = []
         if world.is_main:
             pairs = [held_out[(VALIDATION_EPOCH, i)] for i in range(config.data.validation_examples)]
-            validation = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            validation = torch.stack([p[0] for p in pairs]).to(dtype), torch.stack([p[1] for p in pairs]).to(dtype)
         started = time.monotonic()
         validating_s = 0.0
 
@@ -131,11 +137,15 @@ def train_arm(config_path: Path, batch_size: int, steps: int, validate_every: in
 
         if world.is_main:
             save(False)
-        run_steps(state, loader, order, steps, world, None, config, step=train_step, save=save)
+        def step(state, noisy: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+            return train_step(state, noisy.to(dtype), target.to(dtype))
+
+        run_steps(state, loader, order, steps, world, None, config, step=step, save=save)
         if world.is_main:
             write_csv(out_dir / "curve.csv", rows, CURVE_FIELDS)
     finally:
         torch.set_num_threads(threads)
+        torch.set_default_dtype(default_dtype)
 
 
 def write_csv(path: Path, rows: list[dict], fields: tuple[str, ...]) -> None:
@@ -228,6 +238,8 @@ def run_arm(arm: Arm, args: argparse.Namespace) -> None:
                "--steps", str(args.steps), "--validate-every", str(args.validate_every), "--device", args.device, "--out", str(out)]
     if arm.reorder:
         command.append("--reorder")
+    if args.float64:
+        command.append("--float64")
     logger.info("%s: %s", arm.name, " ".join(command))
     with (out / "log.txt").open("w") as log:
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -243,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold-fraction", type=float, default=0.6, help="threshold: the reference's validation loss at this fraction of its steps")
     parser.add_argument("--arms", help="comma-separated arm names to run (default: all; the table needs all)")
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL)")
+    parser.add_argument("--float64", action="store_true", help="train and validate in float64 (rounding 1e9 times smaller): tells rounding from computation")
     parser.add_argument("--rank-of", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reorder", action="store_true", help=argparse.SUPPRESS)
@@ -253,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rank_of:
         world = init_from_env(args.device)
         try:
-            train_arm(args.config, args.batch_size, args.steps, args.validate_every, args.reorder, args.out, world)
+            train_arm(args.config, args.batch_size, args.steps, args.validate_every, args.reorder, args.out, world,
+                      torch.float64 if args.float64 else torch.float32)
         finally:
             shutdown(world)
         return 0

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 import synthetic
+import torch
 
-from speakup_fx.train.scaling import main, read_curve
+from speakup_fx.train.distributed import World
+from speakup_fx.train.scaling import main, read_curve, train_arm
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 
@@ -23,13 +25,20 @@ def scaling(config, out, *options):
     return main(["--config", str(config), "--out", str(out), "--steps", "2", "--validate-every", "1", "--threshold-fraction", "0.5", *options])
 
 
-def test_two_ranks_by_the_rule_write_a_validation_curve_of_the_global_batch(tiny_config, tmp_path):
-    assert scaling(tiny_config, tmp_path / "out", "--arms", "2proc") == 0
+def test_two_ranks_by_the_rule_follow_the_one_process_curve_in_float64(tiny_config, tmp_path):
+    assert scaling(tiny_config, tmp_path / "out", "--arms", "2proc", "--float64") == 0
     rows = read_curve(tmp_path / "out" / "2proc" / "curve.csv")
     # tiny.toml's global batch is 2 (one example per rank): samples count the global batch
     assert [(row["step"], row["samples"]) for row in rows] == [(0, 0), (1, 2), (2, 4)]
-    assert all(row["val_total"] > 0 for row in rows) and rows[-1]["train_s"] > 0
+    assert rows[-1]["train_s"] > 0
     assert not (tmp_path / "out" / "scaling.csv").exists()  # the table needs every arm
+    # the same run in this process: the ranks saw the global batch, so in float64 (rounding ~1e-16)
+    # the validation losses agree far below the ~1e-3 that float32 rounding grows to over a run
+    train_arm(tiny_config, 2, 2, 1, False, tmp_path / "single", World(0, 1, torch.device("cpu")), torch.float64)
+    single = read_curve(tmp_path / "single" / "curve.csv")
+    for ranks, one in zip(rows, single, strict=True):
+        assert ranks["val_total"] == pytest.approx(one["val_total"], rel=1e-9, abs=0)
+    assert torch.get_default_dtype() == torch.float32
 
 
 @pytest.mark.slow
