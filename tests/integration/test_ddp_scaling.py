@@ -1,4 +1,4 @@
-"""``python -m speakup_fx.train.scaling`` end to end on the tiny config (torchrun, gloo); its rules: tests/unit/test_ddp_scaling.py."""
+"""``python -m speakup_fx.train.scaling`` end to end on the tiny config (torchrun, gloo); its rules: tests/unit/test_scaling_rules.py."""
 
 import csv
 from pathlib import Path
