@@ -101,8 +101,8 @@ def train_arm(config_path: Path, batch_size: int, steps: int, validate_every: in
     """This rank's part of one arm: ``steps`` steps of ``train_step`` on the global ``batch_size``; rank 0
     validates at step 0 and every ``validate_every`` steps and writes ``out_dir/curve.csv``.
 
-    ``dtype`` float64 makes rounding about 1e9 times smaller than float32: what differs between arms then
-    is what the arms compute, not how they round.
+    ``dtype`` float64 makes rounding about 1e9 times smaller than float32, so in the first steps what
+    differs between arms is what they compute, not how they round (later, any rounding grows: see README).
     """
     config = load_config(config_path)
     # save() below decides when to validate, so the loop must offer it every step
@@ -137,6 +137,7 @@ def train_arm(config_path: Path, batch_size: int, steps: int, validate_every: in
 
         if world.is_main:
             save(False)
+
         def step(state, noisy: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
             return train_step(state, noisy.to(dtype), target.to(dtype))
 
