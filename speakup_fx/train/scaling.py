@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, Sampler
 from speakup_fx.atomic import atomic_write
 from speakup_fx.data.dataset import VALIDATION_EPOCH, EpochSampler
 from speakup_fx.train.config import load_config
-from speakup_fx.train.distributed import World, init_from_env, per_rank_batch, shutdown
+from speakup_fx.train.distributed import World, barrier, init_from_env, per_rank_batch, shutdown
 from speakup_fx.train.loop import build_datasets, build_state, run_steps, train_step, validate
 
 logger = logging.getLogger(__name__)
@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             train_arm(args.config, args.batch_size, args.steps, args.validate_every, args.reorder, args.out, world,
                       torch.float64 if args.float64 else torch.float32)
+            barrier(world)  # ranks leave together: a rank that leaves while rank 0 validates aborts in gloo
         finally:
             shutdown(world)
         return 0
