@@ -102,6 +102,7 @@ class BandwidthExtenderConfig:
     crossover_hz: float = field(default=7600.0, metadata={"help": "lowest frequency the model writes; below it the input is untouched"})
     source_low_hz: float = field(default=2800.0, metadata={"help": "the band [source_low_hz, source_high_hz) is replicated upwards as the source"})
     source_high_hz: float | None = field(default=None, metadata={"help": "top of the replicated source band (None: crossover_hz)"})
+    first_copy_hz: float | None = field(default=None, metadata={"help": "where the first whole copy of the source band starts; the bins from crossover_hz up to it take the top of the source band (None: crossover_hz)"})
     channels: int = field(default=64, metadata={"help": "width of the residual conv stack"})
     kernel_size: int = field(default=3, metadata={"help": "kernel of the dilated convs, frames"})
     dilations: tuple[int, ...] = field(default=(1, 2, 4, 8, 1, 2, 4, 8), metadata={"help": "one residual block per dilation"})
@@ -116,6 +117,8 @@ class BandwidthExtenderConfig:
             raise ValueError(f"need 0 < source_low_hz < crossover_hz < {nyquist:g} Hz, got {self.source_low_hz}, {self.crossover_hz}")
         if self.source_high_hz is not None and not self.source_low_hz < self.source_high_hz <= self.crossover_hz:
             raise ValueError(f"need source_low_hz < source_high_hz <= crossover_hz, got {self.source_low_hz}, {self.source_high_hz}, {self.crossover_hz}")
+        if self.first_copy_hz is not None and not self.crossover_hz <= self.first_copy_hz < nyquist:
+            raise ValueError(f"need crossover_hz <= first_copy_hz < {nyquist:g} Hz, got {self.crossover_hz}, {self.first_copy_hz}")
         if self.max_gain <= INITIAL_GAIN:
             raise ValueError(f"max_gain must be > {INITIAL_GAIN} (the initial gain), got {self.max_gain}")
 
@@ -141,8 +144,10 @@ class BandwidthExtender(nn.Module):
         width -= width % 2  # even shifts keep each copied bin's phase advance per hop (pi * shift) whole turns
         if width < 2:
             raise ValueError(f"source band [{config.source_low_hz}, {config.source_high_hz or config.crossover_hz}) Hz is narrower than two bins")
+        first_copy_bin = self.crossover_bin if config.first_copy_hz is None else math.ceil(config.first_copy_hz / bin_hz)
+        first_copy_bin -= (first_copy_bin - self.crossover_bin) % 2  # an even shift, as above
         high = torch.arange(self.crossover_bin, self.bins)
-        self.register_buffer("source_index", source_high_bin - width + (high - self.crossover_bin) % width, persistent=False)
+        self.register_buffer("source_index", source_high_bin - width + (high - first_copy_bin) % width, persistent=False)
         self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True).sqrt(), persistent=False)
         self.upsampler = PolyphaseUpsampler()
         c = config.channels

@@ -294,10 +294,30 @@ def write_checkpoints(state: BweState, run_dir: Path, writer, validation: tuple[
         save_checkpoint(run_dir / f"checkpoint_{state.step:08d}.pt", payload)
 
 
+def lower_crossover(weights: dict[str, torch.Tensor], extra_bins: int) -> dict[str, torch.Tensor]:
+    """A model's ``weights`` for a crossover ``extra_bins`` STFT bins lower: the input conv drops its top
+    ``extra_bins`` features (they are now written, not read), the head's first gain row (the old crossover
+    bin) is repeated for the new bins below it."""
+    if extra_bins < 0:
+        raise ValueError(f"init-from: the crossover can only move down, got {-extra_bins} bins up")
+    moved = dict(weights)
+    features = moved["input.weight"].shape[1] - extra_bins
+    if features < 1:
+        raise ValueError(f"init-from: the crossover moves {extra_bins} bins down, the model reads only {features + extra_bins}")
+    moved["input.weight"] = moved["input.weight"][:, :features]
+    for name in ("head.3.weight", "head.3.bias"):
+        moved[name] = torch.cat([moved[name][:1].expand(extra_bins, *moved[name].shape[1:]), moved[name]])
+    return moved
+
+
 def initialise_from(state: BweState, checkpoint_path: str | Path) -> None:
-    """Start from the model weights of another run's checkpoint (same parameter shapes; the model config may
-    differ where it leaves them alone, e.g. ``source_high_hz``); step, optimizer and discriminators start fresh."""
-    unwrap(state.model).load_state_dict(load_checkpoint(checkpoint_path)["model"])
+    """Start from the model weights of another run's checkpoint; step, optimizer and discriminators start fresh.
+    The model config may differ where it leaves the shapes alone (e.g. ``source_high_hz``) or in a lower
+    ``crossover_hz`` (``lower_crossover``)."""
+    payload = load_checkpoint(checkpoint_path)
+    model = unwrap(state.model)
+    previous = BandwidthExtender(from_dict(BandwidthExtenderConfig, payload["config"]["model"]))
+    model.load_state_dict(lower_crossover(payload["model"], previous.crossover_bin - model.crossover_bin))
 
 
 def train(config: BweConfig, run_dir: Path, world: World, max_steps: int | None = None, init_from: Path | None = None) -> BweState:

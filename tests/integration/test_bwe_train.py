@@ -11,7 +11,7 @@ import torch
 import synthetic
 
 from speakup_fx.runtime.weights import load_model
-from speakup_fx.train.bwe import BweConfig, build_state, g_step, high_band_losses, initialise_from, load_bwe_config, main, train, with_high_band_of
+from speakup_fx.train.bwe import BweConfig, build_state, g_step, high_band_losses, initialise_from, load_bwe_config, lower_crossover, main, train, with_high_band_of
 from speakup_fx.train.checkpoint import load_checkpoint
 from speakup_fx.train.distributed import World
 
@@ -127,3 +127,19 @@ def test_a_new_run_can_start_from_another_runs_weights_with_a_changed_source_ban
     assert all(torch.equal(v, trained[k]) for k, v in state.model.state_dict().items())
     state = train(moved, tmp_path / "second", CPU, init_from=tmp_path / "first" / "checkpoint.pt")
     assert state.step == 1 and load_checkpoint(tmp_path / "second" / "checkpoint.pt")["config"]["model"]["source_high_hz"] == 7_000.0
+
+
+def test_a_new_run_can_start_from_weights_trained_with_a_higher_crossover(config, tmp_path):
+    train(config, tmp_path / "first", CPU)
+    trained = load_checkpoint(tmp_path / "first" / "checkpoint.pt")["model"]
+    lowered = replace(config, model=replace(config.model, crossover_hz=7_000.0, source_high_hz=7_000.0, first_copy_hz=7_600.0), steps=1)
+    state = build_state(lowered, CPU)
+    initialise_from(state, tmp_path / "first" / "checkpoint.pt")
+    loaded = state.model.state_dict()
+    extra = 12  # 7.0-7.6 kHz in 50 Hz bins
+    assert torch.equal(loaded["input.weight"], trained["input.weight"][:, :-extra])
+    assert torch.equal(loaded["head.3.bias"][extra:], trained["head.3.bias"])
+    assert torch.equal(loaded["head.3.weight"][:extra], trained["head.3.weight"][:1].expand(extra, -1, -1))
+    assert all(torch.equal(v, trained[k]) for k, v in loaded.items() if k not in ("input.weight", "head.3.weight", "head.3.bias"))
+    with pytest.raises(ValueError, match="only move down"):
+        lower_crossover(loaded, -extra)
