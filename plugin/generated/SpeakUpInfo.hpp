@@ -87,7 +87,7 @@ inline constexpr ProgramInfo kPrograms[kProgramCount] = {
 };
 
 /// Upper bound of every program's engine latency, in milliseconds (see generate_header.py).
-inline constexpr std::uint32_t kEngineLatencyBoundMs = 65;
+inline constexpr std::uint32_t kEngineLatencyBoundMs = 63;
 /// Frames the plugin keeps in hand for the server's reply (added to the reported latency).
 inline constexpr std::uint32_t kBridgeBlockFrames = 2048;
 
