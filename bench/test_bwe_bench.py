@@ -2,14 +2,12 @@
 
 The BWE stage alone (48 kHz in and out, as the classic chain and the ``bandwidth-extension`` preset
 run it) and the full neural chain with it (48 kHz stereo: enhancer + bandwidth extension + DSP), fed
-``AUDIO_S`` of noisy speech in blocks of 10 hops, torch on one thread. The model's speed does not
-depend on its weights, so until trained weights ship the default-size model runs with fresh ones.
+``AUDIO_S`` of noisy speech in blocks of 10 hops, torch on one thread, with the shipped weights.
 Run: ``pytest bench/test_bwe_bench.py --benchmark-enable -s``.
 """
 
 from __future__ import annotations
 
-import shutil
 import statistics
 
 import pytest
@@ -21,25 +19,6 @@ TARGET_RATIO = 0.5
 """The stage's time over DFN3's on the same audio (the issue's bound)."""
 
 
-@pytest.fixture
-def weights_dir(tmp_path, monkeypatch):
-    """The shipped weights, with a default-size bandwidth extender when none ships yet."""
-    import torch
-
-    from speakup_fx.models.bwe import BandwidthExtender
-    from speakup_fx.runtime import weights as weights_module
-
-    for kind in ("enhancer", "bandwidth_extension"):
-        shipped = weights_module.default_weights(kind)
-        if shipped.is_file():
-            shutil.copy(shipped, tmp_path / shipped.name)
-    if not (tmp_path / "bandwidth_extension.safetensors").is_file():
-        torch.manual_seed(0)
-        weights_module.save_weights(BandwidthExtender(), tmp_path / "bandwidth_extension.safetensors")
-    monkeypatch.setattr(weights_module, "WEIGHTS_DIR", tmp_path)
-    return tmp_path
-
-
 def median_rtf(benchmark, stages, audio) -> tuple[float, dict[str, float]]:
     """Median total and per-stage RTF over ``ROUNDS`` rounds after a warm-up."""
     rounds = [stage_seconds(stages, audio) for _ in range(ROUNDS + 1)][1:]
@@ -49,7 +28,7 @@ def median_rtf(benchmark, stages, audio) -> tuple[float, dict[str, float]]:
 
 
 @pytest.mark.parametrize("channels", [1, 2])
-def test_bwe_stage_real_time_factor(benchmark, dfn3_reference, one_thread_host, weights_dir, channels):
+def test_bwe_stage_real_time_factor(benchmark, dfn3_reference, one_thread_host, channels):
     from speakup_fx.stages.bandwidth import BandwidthExtensionStage
 
     stage = BandwidthExtensionStage(channels, one_thread_host())
@@ -61,7 +40,7 @@ def test_bwe_stage_real_time_factor(benchmark, dfn3_reference, one_thread_host, 
     assert reference.ratio(rtf) <= TARGET_RATIO
 
 
-def test_full_chain_with_bwe_real_time_factor(benchmark, dfn3_reference, one_thread_host, weights_dir):
+def test_full_chain_with_bwe_real_time_factor(benchmark, dfn3_reference, one_thread_host):
     from speakup_fx.dsp.resample import resample
     from speakup_fx.params import ChainOptions, default_params
     from speakup_fx.stages.chain import build_chain

@@ -72,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
         soundfile.write(source, degrade(clean, sample_rate), sample_rate, subtype="PCM_16")
         logger.info("wrote the noisy example %s", source)
     target = args.out_dir / f"{source.stem}_{Path(args.preset).stem}.wav"
-    bounce([source], target, preset=args.preset, overwrite=True, report=target.with_suffix(".png"))
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `speakup bounce` does by default: the chain's small models lose time to thread hand-offs
+    try:
+        bounce([source], target, preset=args.preset, overwrite=True, report=target.with_suffix(".png"))
+    finally:
+        torch.set_num_threads(threads)
     logger.info("enhanced: %s (report: %s)", target, target.with_suffix(".png"))
     return 0

@@ -7,7 +7,8 @@ the project resampler to 16 kHz; the baseline (``input``) is that input resample
 takes), or, with ``--weights``, the model file alone; ``original`` is the 48 kHz file itself.
 Reported for each of the three: log-spectral distance (``ssr_eval``'s) against the original, over all
 bins and over those at or above 8 kHz (the band a 16 kHz signal cannot carry); the mean per-frame
-change of the 0-7.5 kHz band from the baseline in dB; DNSMOS SIG/BAK/OVRL and the word error rate of
+change from the baseline in dB of the 0-7.5 kHz band (the issue's check) and of the 0-7.0 kHz band
+(below the resampler's transition band, which the model fills); DNSMOS SIG/BAK/OVRL and the word error rate of
 pocketsphinx's transcript against its transcript of the original. DNSMOS and the recogniser run at
 16 kHz (each signal through the project resampler): they cannot see the extended band, they check
 that the band below 8 kHz and the words survive and that no artefact reaches them. ``--no-quality``
@@ -35,7 +36,11 @@ from speakup_fx.eval import metrics
 logger = logging.getLogger(__name__)
 
 KEPT_BAND_HZ = (0.0, 7_500.0)
-"""The band the extension must leave as it found it."""
+"""The band the extension must leave as it found it (the issue's check)."""
+
+INTACT_BAND_HZ = (0.0, 7_000.0)
+"""The band a 16 kHz input carries intact: the project resampler's round trip rolls off from 7.0 kHz, and
+the model fills that transition band, so ``KEPT_BAND_HZ`` includes 0.5 kHz it writes."""
 
 HIGH_BAND_LOW_HZ = 8_000.0
 """Lowest frequency of the high-band LSD: the band a 16 kHz signal cannot carry."""
@@ -60,6 +65,7 @@ class SignalScore:
     lsd: float
     lsd_high: float
     kept_band_change_db: float
+    intact_band_change_db: float
     dnsmos_sig: float = float("nan")
     dnsmos_bak: float = float("nan")
     dnsmos_ovrl: float = float("nan")
@@ -184,6 +190,7 @@ def score_signal(original: np.ndarray, baseline: np.ndarray, signal: np.ndarray,
         "lsd": metrics.log_spectral_distance(original, signal, rate),
         "lsd_high": metrics.log_spectral_distance(original, signal, rate, low_hz=HIGH_BAND_LOW_HZ),
         "kept_band_change_db": metrics.band_energy_change_db(baseline, signal, rate, *KEPT_BAND_HZ),
+        "intact_band_change_db": metrics.band_energy_change_db(baseline, signal, rate, *INTACT_BAND_HZ),
     }
     if reference_words is None:
         return SignalScore(**spectral)
@@ -222,7 +229,7 @@ def summary(scores: list[FileScore]) -> dict:
     result: dict = {"files": len(scores), "reference_words": words}
     for name in SIGNALS:
         rows = [s.signals[name] for s in scores]
-        means = {field: float(np.mean([getattr(r, field) for r in rows])) for field in ("lsd", "lsd_high", "kept_band_change_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")}
+        means = {field: float(np.mean([getattr(r, field) for r in rows])) for field in ("lsd", "lsd_high", "kept_band_change_db", "intact_band_change_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")}
         means["wer"] = float(sum(r.word_errors for r in rows) / words) if words else float("nan")
         result[name] = means
     result["lsd_input"], result["lsd_output"] = result["input"]["lsd"], result["output"]["lsd"]
@@ -235,7 +242,7 @@ def summary(scores: list[FileScore]) -> dict:
 
 def format_summary(result: dict) -> str:
     """The summary as a small table: one row per signal."""
-    columns = ("lsd", "lsd_high", "kept_band_change_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "wer")
+    columns = ("lsd", "lsd_high", "kept_band_change_db", "intact_band_change_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "wer")
     lines = [f"{result['files']} files, {result['reference_words']} words; LSD ratio output/input {result['lsd_ratio']:.4f}",
              f"{'':9}" + " ".join(f"{c:>20}" for c in columns)]
     lines += [f"{name:9}" + " ".join(f"{result[name][c]:20.4f}" for c in columns) for name in SIGNALS]

@@ -3,7 +3,7 @@
 Default (``BandwidthExtender``), tensors ``(batch, 1, time)``:
 x (16 kHz) -> the project resampler's own polyphase kernel to 48 kHz (``u``, exact: the same weights
 as ``dsp.resample``) -> sqrt-Hann STFT at 48 kHz (20 ms window, 10 ms hop). The log-magnitudes of the
-bins below ``crossover_hz`` feed a causal gated dilated conv stack (WaveNet-style, as the enhancer)
+bins below ``features_high_hz`` (default ``crossover_hz``) feed a causal gated dilated conv stack (WaveNet-style, as the enhancer)
 that predicts one real gain per bin above ``crossover_hz``. The source those gains shape is the band
 ``[source_low_hz, source_high_hz)`` copied upwards from ``crossover_hz`` again and again (spectral band
 replication, shifted by an even number of bins so that every copied bin keeps a consistent phase
@@ -102,6 +102,8 @@ class BandwidthExtenderConfig:
     crossover_hz: float = field(default=7600.0, metadata={"help": "lowest frequency the model writes; below it the input is untouched"})
     source_low_hz: float = field(default=2800.0, metadata={"help": "the band [source_low_hz, source_high_hz) is replicated upwards as the source"})
     source_high_hz: float | None = field(default=None, metadata={"help": "top of the replicated source band (None: crossover_hz)"})
+    features_high_hz: float | None = field(default=None, metadata={"help": "top of the input band whose log-magnitudes the conv stack reads (None: crossover_hz)"})
+    first_copy_hz: float | None = field(default=None, metadata={"help": "where the first whole copy of the source band starts; the bins from crossover_hz up to it take the top of the source band (None: crossover_hz)"})
     channels: int = field(default=64, metadata={"help": "width of the residual conv stack"})
     kernel_size: int = field(default=3, metadata={"help": "kernel of the dilated convs, frames"})
     dilations: tuple[int, ...] = field(default=(1, 2, 4, 8, 1, 2, 4, 8), metadata={"help": "one residual block per dilation"})
@@ -116,6 +118,10 @@ class BandwidthExtenderConfig:
             raise ValueError(f"need 0 < source_low_hz < crossover_hz < {nyquist:g} Hz, got {self.source_low_hz}, {self.crossover_hz}")
         if self.source_high_hz is not None and not self.source_low_hz < self.source_high_hz <= self.crossover_hz:
             raise ValueError(f"need source_low_hz < source_high_hz <= crossover_hz, got {self.source_low_hz}, {self.source_high_hz}, {self.crossover_hz}")
+        if self.features_high_hz is not None and not self.source_low_hz < self.features_high_hz <= INPUT_SAMPLE_RATE / 2:
+            raise ValueError(f"need source_low_hz < features_high_hz <= {INPUT_SAMPLE_RATE / 2:g} Hz, got {self.source_low_hz}, {self.features_high_hz}")
+        if self.first_copy_hz is not None and not self.crossover_hz <= self.first_copy_hz < nyquist:
+            raise ValueError(f"need crossover_hz <= first_copy_hz < {nyquist:g} Hz, got {self.crossover_hz}, {self.first_copy_hz}")
         if self.max_gain <= INITIAL_GAIN:
             raise ValueError(f"max_gain must be > {INITIAL_GAIN} (the initial gain), got {self.max_gain}")
 
@@ -135,18 +141,21 @@ class BandwidthExtender(nn.Module):
         self.bins = self.hop + 1
         bin_hz = OUTPUT_SAMPLE_RATE / self.n_fft
         self.crossover_bin = math.ceil(config.crossover_hz / bin_hz)
+        self.feature_bins = self.crossover_bin if config.features_high_hz is None else math.ceil(config.features_high_hz / bin_hz)
         source_high_bin = self.crossover_bin if config.source_high_hz is None else math.ceil(config.source_high_hz / bin_hz)
         source_high_bin -= (self.crossover_bin - source_high_bin) % 2
         width = source_high_bin - math.ceil(config.source_low_hz / bin_hz)
         width -= width % 2  # even shifts keep each copied bin's phase advance per hop (pi * shift) whole turns
         if width < 2:
             raise ValueError(f"source band [{config.source_low_hz}, {config.source_high_hz or config.crossover_hz}) Hz is narrower than two bins")
+        first_copy_bin = self.crossover_bin if config.first_copy_hz is None else math.ceil(config.first_copy_hz / bin_hz)
+        first_copy_bin -= (first_copy_bin - self.crossover_bin) % 2  # an even shift, as above
         high = torch.arange(self.crossover_bin, self.bins)
-        self.register_buffer("source_index", source_high_bin - width + (high - self.crossover_bin) % width, persistent=False)
+        self.register_buffer("source_index", source_high_bin - width + (high - first_copy_bin) % width, persistent=False)
         self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True).sqrt(), persistent=False)
         self.upsampler = PolyphaseUpsampler()
         c = config.channels
-        self.input = CachedConv1d(self.crossover_bin, c, config.lookahead_frames + 1)
+        self.input = CachedConv1d(self.feature_bins, c, config.lookahead_frames + 1)
         self.blocks = nn.ModuleList(GatedBlock(c, config.kernel_size, d) for d in config.dilations)
         self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(c, c, 1), nn.ReLU(), nn.Conv1d(c, self.bins - self.crossover_bin, 1))
         nn.init.constant_(self.head[3].bias, math.log(INITIAL_GAIN / (config.max_gain - INITIAL_GAIN)))
@@ -189,7 +198,7 @@ class BandwidthExtender(nn.Module):
         buffer = torch.cat([state["analysis"], u], dim=-1)
         new["analysis"] = buffer[:, -hop:]
         spec = torch.fft.rfft(buffer.unfold(-1, self.n_fft, hop) * self.window)  # (batch, frames, bins)
-        features = spec[..., : self.crossover_bin].abs().add(1e-5).log()
+        features = spec[..., : self.feature_bins].abs().add(1e-5).log()
 
         h, new["input"] = self.input.step(features, state["input"])
         skip = 0.0

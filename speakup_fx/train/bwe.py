@@ -96,6 +96,7 @@ class BweConfig:
     band_limit: BandLimitConfig = field(default_factory=BandLimitConfig, metadata={"help": "how inputs are band-limited"})
     data: BweDataConfig = field(default_factory=BweDataConfig, metadata={"help": "training data"})
     optim: BweOptimConfig = field(default_factory=BweOptimConfig, metadata={"help": "optimizer"})
+    trained_bins_below_hz: float | None = field(default=None, metadata={"help": "train only the gains of the output bins below this frequency, the rest frozen (a lowered crossover's new bins); None: the whole model"})
     adversarial_from_step: int | None = field(default=None, metadata={"help": "first step that also trains against the discriminators (None: never)"})
     discriminators: BweDiscriminatorConfig = field(default_factory=BweDiscriminatorConfig, metadata={"help": "the adversarial stage's discriminators"})
     loss_weights: dict[str, float] = field(
@@ -108,6 +109,10 @@ class BweConfig:
             raise ValueError(f"batch_size must be >= 1 and steps >= 0, got {self.batch_size}, {self.steps}")
         if self.adversarial_from_step is not None and not 0 <= self.adversarial_from_step < self.steps:
             raise ValueError(f"adversarial_from_step must be in [0, steps={self.steps}), got {self.adversarial_from_step}")
+        if self.trained_bins_below_hz is not None and not self.model.crossover_hz < self.trained_bins_below_hz <= OUTPUT_SAMPLE_RATE / 2:
+            raise ValueError(f"trained_bins_below_hz must be in (model.crossover_hz, {OUTPUT_SAMPLE_RATE / 2:g}], got {self.trained_bins_below_hz}")
+        if self.trained_bins_below_hz is not None and self.adversarial_from_step is not None:
+            raise ValueError("trained_bins_below_hz: the adversarial stage trains the whole model")
         if self.discriminators.sample_rate != OUTPUT_SAMPLE_RATE:
             raise ValueError(f"discriminators.sample_rate must be {OUTPUT_SAMPLE_RATE} (they judge the 48 kHz output), got {self.discriminators.sample_rate}")
         unknown = set(self.loss_weights) - set(LOSS_NAMES) - set(ADVERSARIAL_LOSS_NAMES)
@@ -176,10 +181,26 @@ class BweState:
     best_validation: float = float("inf")
 
 
+def freeze_all_but_low_gains(model: BandwidthExtender, below_hz: float) -> None:
+    """Only the head's gain rows of the output bins below ``below_hz`` keep learning: every other parameter is
+    frozen, and the other rows of the head's last layer get zero gradients (Adam then never moves them)."""
+    rows = int(np.ceil(below_hz * model.n_fft / OUTPUT_SAMPLE_RATE)) - model.crossover_bin
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for parameter in (model.head[3].weight, model.head[3].bias):
+        parameter.requires_grad_(True)
+        mask = torch.zeros_like(parameter)
+        mask[:rows] = 1.0
+        parameter.register_hook(lambda grad, mask=mask: grad * mask)
+
+
 def build_state(config: BweConfig, world: World) -> BweState:
     torch.manual_seed(config.seed)
     model = BandwidthExtender(config.model).to(world.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr, betas=config.optim.betas)
+    if config.trained_bins_below_hz is not None:
+        freeze_all_but_low_gains(model, config.trained_bins_below_hz)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trained, lr=config.optim.lr, betas=config.optim.betas)
     state = BweState(config, world, wrap(model, world), optimizer)
     if config.adversarial_from_step is not None:
         discriminators = Discriminators(config.discriminators).to(world.device)
@@ -294,10 +315,29 @@ def write_checkpoints(state: BweState, run_dir: Path, writer, validation: tuple[
         save_checkpoint(run_dir / f"checkpoint_{state.step:08d}.pt", payload)
 
 
+def lower_crossover(weights: dict[str, torch.Tensor], extra_bins: int, feature_bins: int) -> dict[str, torch.Tensor]:
+    """A model's ``weights`` for a crossover ``extra_bins`` STFT bins lower that reads ``feature_bins`` bins:
+    the input conv keeps its first ``feature_bins`` features, the head's first gain row (the old crossover
+    bin) is repeated for the new bins below it."""
+    if extra_bins < 0:
+        raise ValueError(f"init-from: the crossover can only move down, got {-extra_bins} bins up")
+    moved = dict(weights)
+    if not 1 <= feature_bins <= moved["input.weight"].shape[1]:
+        raise ValueError(f"init-from: the model reads {feature_bins} bins, the checkpoint's only {moved['input.weight'].shape[1]}")
+    moved["input.weight"] = moved["input.weight"][:, :feature_bins]
+    for name in ("head.3.weight", "head.3.bias"):
+        moved[name] = torch.cat([moved[name][:1].expand(extra_bins, *moved[name].shape[1:]), moved[name]])
+    return moved
+
+
 def initialise_from(state: BweState, checkpoint_path: str | Path) -> None:
-    """Start from the model weights of another run's checkpoint (same parameter shapes; the model config may
-    differ where it leaves them alone, e.g. ``source_high_hz``); step, optimizer and discriminators start fresh."""
-    unwrap(state.model).load_state_dict(load_checkpoint(checkpoint_path)["model"])
+    """Start from the model weights of another run's checkpoint; step, optimizer and discriminators start fresh.
+    The model config may differ where it leaves the shapes alone (e.g. ``source_high_hz``) or in a lower
+    ``crossover_hz`` and fewer features (``lower_crossover``)."""
+    payload = load_checkpoint(checkpoint_path)
+    model = unwrap(state.model)
+    previous = BandwidthExtender(from_dict(BandwidthExtenderConfig, payload["config"]["model"]))
+    model.load_state_dict(lower_crossover(payload["model"], previous.crossover_bin - model.crossover_bin, model.feature_bins))
 
 
 def train(config: BweConfig, run_dir: Path, world: World, max_steps: int | None = None, init_from: Path | None = None) -> BweState:

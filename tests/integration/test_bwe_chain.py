@@ -88,3 +88,52 @@ def test_the_stage_output_does_not_depend_on_the_block_size(tiny_weights):
     reference = run(stage, audio, 1)
     for hops in (3, 7, 100):
         assert np.abs(run(stage, audio, hops) - reference).max() <= 1e-5
+
+
+EXTENDING_PRESETS = ["video-call-rescue", "lecture-room"]
+"""The presets with the bandwidth extension on (their comments say why)."""
+
+
+def high_band_share_db(x: np.ndarray) -> float:
+    """Energy above 9 kHz relative to the whole band, dB."""
+    return 10 * np.log10(high_band_energy(x) / band_energy(x, 0.0) + 1e-30)
+
+
+@pytest.mark.parametrize("preset", [*EXTENDING_PRESETS, "podcast"])
+def test_a_16k_input_comes_out_full_band_from_the_presets_that_extend(tiny_weights, preset):
+    from speakup_fx import SpeakUp
+
+    assert load_preset(preset).options.bandwidth_extension == (preset in EXTENDING_PRESETS)  # podcast: asked for
+    narrow = np.asarray(synthetic.noisy_speech(1.0, 16_000, 1, snr_db=30.0))
+    extended = SpeakUp(preset=preset, bandwidth_extension=True)(narrow, 16_000, output_sample_rate=RATE)
+    plain = SpeakUp(preset=preset, bandwidth_extension=False)(narrow, 16_000, output_sample_rate=RATE)
+    assert high_band_share_db(plain) < -70.0  # what the preset gave before: nothing above 8 kHz
+    assert high_band_share_db(extended) > -40.0
+
+
+def test_podcast_with_the_extension_leaves_a_full_band_input_as_it_was_without_it(tiny_weights):
+    from speakup_fx import SpeakUp
+
+    audio = np.asarray(synthetic.noisy_speech(1.0, RATE, 2, snr_db=30.0))
+    # leveler off: it starts from its reset state on the stage's leading delay, which moves its ride by ~0.3 %
+    extending = SpeakUp(preset="podcast", leveler_amount=0.0, bandwidth_extension=True)
+    plain = SpeakUp(preset="podcast", leveler_amount=0.0, bandwidth_extension=False)
+    out, reference = extending(audio, RATE), plain(audio, RATE)
+    assert extending.latency_samples > plain.latency_samples  # the stage's delay is reported and compensated
+    assert high_band_share_db(reference) > -60.0  # a high band the stage could have changed
+    np.testing.assert_allclose(out, reference, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["video-call-rescue", "lecture-room"])
+def test_a_full_band_input_stays_full_band_through_the_enhancer_presets_and_keeps_its_alignment(tiny_weights, preset):
+    """The enhancer works at 16 kHz: a full-band input's own high band never survives it; the extension
+    puts a predicted one in its place. The reported latency includes the model's (the sweep is not moved)."""
+    from speakup_fx import SpeakUp
+
+    audio = np.asarray(synthetic.noisy_speech(1.0, RATE, 1, snr_db=30.0))
+    assert high_band_share_db(SpeakUp(preset=preset, bandwidth_extension=False)(audio, RATE)) < -70.0
+    assert high_band_share_db(SpeakUp(preset=preset)(audio, RATE)) > -40.0
+    sweep = synthetic.chirp(100.0, 6000.0, 0.5, RATE)
+    out = SpeakUp(preset=preset, denoise_amount=0.0, dereverb_amount=0.0)(sweep, RATE)
+    correlation = np.correlate(out[0], sweep[0], mode="full")
+    assert int(np.argmax(correlation)) - (sweep.shape[1] - 1) == 0

@@ -56,6 +56,7 @@ def test_the_evaluation_scores_only_the_held_out_actors(tiny_weights, tmp_path):
     summary = scores["summary"]
     assert summary["files"] == 2 and summary["lsd_input"] > 0 and summary["lsd_output"] > 0
     assert summary["kept_band_change_db"] < 0.5
+    assert summary["output"]["intact_band_change_db"] < 0.05  # the model writes nothing below its crossover
     assert summary["original"]["lsd"] < 1e-9 and summary["original"]["lsd_high"] < 1e-9  # log10(1 + eps)
     assert summary["input"]["lsd_high"] > summary["input"]["lsd"]  # the input's error is all in the empty high band
     for name in bwe_eval.SIGNALS:  # the 16 kHz figures exist for all three signals
@@ -71,7 +72,7 @@ def test_the_evaluation_scores_only_the_held_out_actors(tiny_weights, tmp_path):
 
 def test_the_summary_pools_word_errors_over_the_words_of_every_file():
     def signals(errors: float) -> dict:
-        return {name: bwe_eval.SignalScore(1.0, 2.0, 0.0, 3.0, 4.0, 3.5, errors) for name in bwe_eval.SIGNALS}
+        return {name: bwe_eval.SignalScore(1.0, 2.0, 0.0, 0.0, 3.0, 4.0, 3.5, errors) for name in bwe_eval.SIGNALS}
 
     none = bwe_eval.Artefacts(0.0, (0.0,) * len(bwe_eval.NOTCH_BINS_HZ), *[0.0] * 5)
     summary = bwe_eval.summary([bwe_eval.FileScore("a", 10, signals(1.0), none), bwe_eval.FileScore("b", 30, signals(3.0), none)])

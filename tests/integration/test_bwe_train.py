@@ -11,7 +11,7 @@ import torch
 import synthetic
 
 from speakup_fx.runtime.weights import load_model
-from speakup_fx.train.bwe import BweConfig, build_state, g_step, high_band_losses, initialise_from, load_bwe_config, main, train, with_high_band_of
+from speakup_fx.train.bwe import BweConfig, build_state, g_step, high_band_losses, initialise_from, load_bwe_config, lower_crossover, main, train, with_high_band_of
 from speakup_fx.train.checkpoint import load_checkpoint
 from speakup_fx.train.distributed import World
 
@@ -127,3 +127,39 @@ def test_a_new_run_can_start_from_another_runs_weights_with_a_changed_source_ban
     assert all(torch.equal(v, trained[k]) for k, v in state.model.state_dict().items())
     state = train(moved, tmp_path / "second", CPU, init_from=tmp_path / "first" / "checkpoint.pt")
     assert state.step == 1 and load_checkpoint(tmp_path / "second" / "checkpoint.pt")["config"]["model"]["source_high_hz"] == 7_000.0
+
+
+def test_a_new_run_can_start_from_weights_trained_with_a_higher_crossover(config, tmp_path):
+    train(config, tmp_path / "first", CPU)
+    trained = load_checkpoint(tmp_path / "first" / "checkpoint.pt")["model"]
+    lowered_model = replace(config.model, crossover_hz=7_000.0, source_high_hz=7_000.0, first_copy_hz=7_600.0)
+    extra = 12  # 7.0-7.6 kHz in 50 Hz bins
+    for features_high_hz, features in ((None, 140), (7_600.0, 152)):
+        state = build_state(replace(config, model=replace(lowered_model, features_high_hz=features_high_hz), steps=1), CPU)
+        initialise_from(state, tmp_path / "first" / "checkpoint.pt")
+        loaded = state.model.state_dict()
+        assert torch.equal(loaded["input.weight"], trained["input.weight"][:, :features])
+        assert torch.equal(loaded["head.3.bias"][extra:], trained["head.3.bias"])
+        assert torch.equal(loaded["head.3.weight"][:extra], trained["head.3.weight"][:1].expand(extra, -1, -1))
+        assert all(torch.equal(v, trained[k]) for k, v in loaded.items() if k not in ("input.weight", "head.3.weight", "head.3.bias"))
+    with pytest.raises(ValueError, match="only move down"):
+        lower_crossover(trained, -extra, 152)
+    with pytest.raises(ValueError, match="reads 160 bins"):
+        lower_crossover(trained, extra, 160)
+
+
+def test_training_only_the_new_bins_leaves_every_other_weight_as_it_was(config, tmp_path):
+    lowered = replace(config.model, crossover_hz=7_000.0, source_high_hz=7_000.0, first_copy_hz=7_600.0, features_high_hz=7_600.0)
+    tuned = replace(config, model=lowered, trained_bins_below_hz=7_600.0, steps=2)
+    state = build_state(tuned, CPU)
+    before = {k: v.clone() for k, v in state.model.state_dict().items()}
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(2):
+        g_step(state, 0.1 * torch.randn(2, 1, 1600, generator=gen), 0.1 * torch.randn(2, 1, 4800, generator=gen))
+    after = state.model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before if not k.startswith("head.3."))
+    for name in ("head.3.weight", "head.3.bias"):
+        assert torch.equal(after[name][12:], before[name][12:])  # the bins from 7.6 kHz up
+        assert not torch.equal(after[name][:12], before[name][:12])
+    with pytest.raises(ValueError, match="trained_bins_below_hz"):
+        replace(tuned, trained_bins_below_hz=6_000.0)

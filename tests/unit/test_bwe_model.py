@@ -19,6 +19,7 @@ from speakup_fx.runtime.weights import load_model, save_weights
 
 TINY = BandwidthExtenderConfig(channels=8, dilations=(1, 2))
 TINY_SOURCE_7K = BandwidthExtenderConfig(channels=8, dilations=(1, 2), source_high_hz=7_000.0)
+TINY_CROSSOVER_7K = BandwidthExtenderConfig(channels=8, dilations=(1, 2), crossover_hz=7_000.0, source_high_hz=7_000.0, first_copy_hz=7_600.0, features_high_hz=7_600.0)
 
 
 def tiny_model(seed: int = 0, config: BandwidthExtenderConfig = TINY) -> BandwidthExtender:
@@ -40,7 +41,7 @@ def test_the_upsampler_is_the_project_resampler():
     np.testing.assert_allclose(ours, resample(x, 16_000, 48_000), atol=1e-6)
 
 
-@pytest.mark.parametrize("config", [TINY, TINY_SOURCE_7K], ids=["source_to_crossover", "source_to_7k"])
+@pytest.mark.parametrize("config", [TINY, TINY_SOURCE_7K, TINY_CROSSOVER_7K], ids=["source_to_crossover", "source_to_7k", "crossover_7k"])
 def test_streaming_equals_offline_for_any_split(config):
     model, x = tiny_model(config=config), speech_16k()
     hop = model.config.hop_samples
@@ -84,6 +85,20 @@ def test_the_source_band_ends_where_configured_and_every_copy_shifts_by_an_even_
         assert np.all(shifts % 2 == 0) and np.all(shifts > 0)
     with pytest.raises(ValueError, match="source_high_hz"):
         BandwidthExtenderConfig(source_high_hz=8_000.0)
+
+
+def test_bins_below_the_first_copy_take_the_top_of_the_source_and_those_above_it_keep_their_source():
+    lowered, before = BandwidthExtender(TINY_CROSSOVER_7K), BandwidthExtender(TINY_SOURCE_7K)
+    assert lowered.crossover_bin == 140 and before.crossover_bin == 152  # 50 Hz bins
+    assert lowered.feature_bins == before.feature_bins == 152
+    new = lowered.source_index[: before.crossover_bin - lowered.crossover_bin].numpy()
+    np.testing.assert_array_equal(new, np.arange(128, 140))  # 6.4-7.0 kHz copied to 7.0-7.6 kHz
+    np.testing.assert_array_equal(lowered.source_index[before.crossover_bin - lowered.crossover_bin :], before.source_index)
+    assert np.all((np.arange(lowered.crossover_bin, lowered.bins) - lowered.source_index.numpy()) % 2 == 0)
+    with pytest.raises(ValueError, match="first_copy_hz"):
+        BandwidthExtenderConfig(crossover_hz=7_000.0, first_copy_hz=6_000.0)
+    with pytest.raises(ValueError, match="features_high_hz"):
+        BandwidthExtenderConfig(features_high_hz=9_000.0)
 
 
 def test_batch_rows_do_not_affect_each_other():
