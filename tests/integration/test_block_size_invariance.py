@@ -1,4 +1,4 @@
-"""The real classic chain's output does not depend on ``buffer_size`` nor on how a stream is split into calls.
+"""The real chains' output (classic; neural with and without bandwidth extension) does not depend on ``buffer_size`` nor on how a stream is split into calls.
 
 Tolerance: max abs difference <= 1e-5 (DESIGN.md), at 48, 44.1 and 16 kHz, mono and stereo.
 """
@@ -106,6 +106,26 @@ def test_the_restore_preset_does_not_depend_on_how_a_stream_is_split(
     effect = SpeakUp(preset="restore", device="auto")
     bounds = np.sort(np.random.default_rng(3).choice(np.arange(1, audio.shape[1]), 30, replace=False))
     bounds = [0, *bounds.tolist(), audio.shape[1]]
+    pieces = [effect(audio[:, a:b], sample_rate, reset=False) for a, b in zip(bounds, bounds[1:])]
+    latency = effect.latency_samples
+    streamed = np.concatenate(pieces, axis=1)
+    np.testing.assert_allclose(streamed[:, latency:], reference[:, :-latency], rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("preset", ["video-call-rescue", "lecture-room"])
+def test_a_chain_with_bandwidth_extension_does_not_depend_on_buffer_size_or_splits(preset: str) -> None:
+    """Enhancer, 16 -> 48 kHz extension and the DSP chain at 48 kHz stereo: one whole-file call vs buffers and random splits."""
+    sample_rate = 48000
+    audio = noisy_speech(0.4, sample_rate, channels=2, snr_db=5.0, seed=11)
+    effect = SpeakUp(preset=preset, device="cpu")
+    assert effect.options.bandwidth_extension
+    reference = effect(audio, sample_rate, buffer_size=65536)
+    assert np.abs(reference).max() > 0.01
+    for buffer_size in (37, 4096):
+        np.testing.assert_allclose(effect(audio, sample_rate, buffer_size=buffer_size), reference, rtol=0, atol=TOLERANCE)
+    bounds = np.sort(np.random.default_rng(5).choice(np.arange(1, audio.shape[1]), 20, replace=False))
+    bounds = [0, *bounds.tolist(), audio.shape[1]]
+    effect.reset()
     pieces = [effect(audio[:, a:b], sample_rate, reset=False) for a, b in zip(bounds, bounds[1:])]
     latency = effect.latency_samples
     streamed = np.concatenate(pieces, axis=1)
