@@ -7,7 +7,9 @@ import fcntl
 import logging
 import os
 import re
+import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -37,6 +39,9 @@ SHM_DIR = Path("/dev/shm")
 SCAN_INTERVAL_S = 0.02
 IDLE_WAIT_S = 0.002  # the longest sleep with slots open: wake-ups that never come (no doorbell, output space freed)
 LOCK_NAME = "server.lock"
+# How long the loop may wait for the GIL while the build thread runs Python (the interpreter's default is 5 ms,
+# paid at every hand-over: a step that releases the GIL a few dozen times then takes hundreds of ms).
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def make_engine(
@@ -44,6 +49,15 @@ def make_engine(
 ) -> Engine:
     """The one place the server builds an engine: the chain for ``options``, its model streams from ``host``."""
     return Engine(channels, sample_rate, build_chain(channels, options, params, host), params)
+
+
+def build_prepared_engine(
+    channels: int, sample_rate: int, options: ChainOptions, params: dict[str, float], host: ModelHost
+) -> Engine:
+    """``make_engine``, prepared (its model loaded now, not on the first block): what the build thread runs."""
+    engine = make_engine(channels, sample_rate, options, params, host)
+    engine.prepare()
+    return engine
 
 
 def runtime_dir() -> Path:
@@ -97,6 +111,16 @@ class Slot:
     block: np.ndarray
 
 
+@dataclass
+class Build:
+    """A segment whose engine the build thread is making; it becomes a ``Slot`` when ``engine`` is done."""
+
+    segment: BridgeSegment
+    program_index: int
+    params_generation: int
+    engine: Future[Engine]
+
+
 def program_options(index: int, presets: list[str]) -> ChainOptions:
     return load_preset(presets[index]).options if 0 <= index < len(presets) else ChainOptions()
 
@@ -116,18 +140,23 @@ class Server:
     """Attaches to every bridge segment of this user and streams each through its own engine.
 
     Every engine takes its model streams from the server's one ``ModelHost`` (models load once),
-    and the model calls of all slots step together (see ``step``).
+    and the model calls of all slots step together (see ``step``). Engines are built on one build
+    thread (a first model load takes seconds), so the loop keeps serving and beating the other slots
+    meanwhile; the loop itself turns a finished build into a slot (``take_built``).
     """
 
     def __init__(self, idle_exit_s: float, device: str = "auto", threads: int | None = None) -> None:
         self.idle_exit_s = idle_exit_s
         self.host = ModelHost(device, num_threads=threads)
         self.slots: dict[str, Slot] = {}
+        self.building: dict[str, Build] = {}
+        self.builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speakup-engine-build")
         self.refused: set[str] = set()
         self.presets = list_presets()
         self.doorbell: BridgeDoorbell | None = None  # run() opens it
 
     def open_slot(self, name: str) -> None:
+        """Validate segment ``name`` and start building its engine (``take_built`` makes it a slot)."""
         try:
             segment = BridgeSegment.attach(name)
         except (BridgeError, ValueError, OSError) as error:
@@ -150,25 +179,44 @@ class Server:
         if generation < segment.param_count:  # the plugin has not written its whole block yet
             return
         params, program = params_of(segment)
-        for slot in self.slots.values():  # building an engine may take a while: others must not think us dead
-            slot.segment.beat_server()
-        engine = make_engine(
-            segment.channels, segment.sample_rate_hz, program_options(program, self.presets), params, self.host
-        )
-        engine.prepare()  # load the model now, not on the first block
-        padding = segment.wet_latency_samples - engine.latency_samples
-        if padding < 0:
-            logger.warning("refusing segment %s: engine latency %d > %d", name, engine.latency_samples, segment.wet_latency_samples)
-            self.refused.add(name)
-            return
-        segment.output.write(np.zeros((segment.channels, padding), dtype=np.float32))
-        segment.server_pid = os.getpid()
-        block = np.empty((segment.channels, segment.ring_capacity_frames), dtype=np.float32)
-        self.slots[name] = Slot(segment, engine, program, generation, block)
-        logger.info("slot %s: %d ch at %d Hz, program %d, padding %d", name, segment.channels, segment.sample_rate_hz, program, padding)
+        engine = self.builder.submit(
+            build_prepared_engine,
+            segment.channels, segment.sample_rate_hz, program_options(program, self.presets), params, self.host,
+        )  # fmt: skip
+        self.building[name] = Build(segment, program, generation, engine)
+
+    def take_built(self) -> None:
+        """Turn every finished build into a slot, served from the next ``step`` on.
+
+        Parameters written during the build are applied by that step (a new program restarts the slot).
+        """
+        for name, build in list(self.building.items()):
+            if not build.engine.done():
+                continue
+            del self.building[name]
+            try:
+                engine = build.engine.result()
+            except Exception:
+                logger.exception("refusing segment %s: its engine could not be built", name)
+                self.refused.add(name)
+                continue
+            segment = build.segment
+            padding = segment.wet_latency_samples - engine.latency_samples
+            if padding < 0:
+                logger.warning("refusing segment %s: engine latency %d > %d", name, engine.latency_samples, segment.wet_latency_samples)
+                self.refused.add(name)
+                continue
+            segment.output.write(np.zeros((segment.channels, padding), dtype=np.float32))
+            segment.server_pid = os.getpid()
+            block = np.empty((segment.channels, segment.ring_capacity_frames), dtype=np.float32)
+            self.slots[name] = Slot(segment, engine, build.program_index, build.params_generation, block)
+            logger.info(
+                "slot %s: %d ch at %d Hz, program %d, padding %d",
+                name, segment.channels, segment.sample_rate_hz, build.program_index, padding,
+            )  # fmt: skip
 
     def scan(self) -> None:
-        """Open slots for new segments; close those whose name or creator is gone."""
+        """Start builds for new segments; close slots (and drop builds) whose name or creator is gone."""
         pattern = re.compile(re.escape(bridge_segment_prefix()) + r"\d+-\d+")
         names = {path.name for path in SHM_DIR.iterdir() if pattern.fullmatch(path.name)}
         for name in list(self.slots):
@@ -183,8 +231,10 @@ class Server:
             if not process_alive(int(name.split("-")[-2])):  # its instance died without cleaning up
                 _unlink_quietly(name)
                 names.discard(name)
+        for name in self.building.keys() - names:
+            self.building.pop(name).engine.cancel()  # a running build finishes, unused
         self.refused &= names
-        for name in sorted(names - self.slots.keys() - self.refused):
+        for name in sorted(names - self.slots.keys() - self.building.keys() - self.refused):
             self.open_slot(name)
 
     def step(self) -> bool:
@@ -238,6 +288,7 @@ class Server:
         try:
             return self._loop()
         finally:
+            self.builder.shutdown(wait=False, cancel_futures=True)
             if self.doorbell is not None and self.doorbell.still_named():
                 self.doorbell.unlink()
 
@@ -250,7 +301,8 @@ class Server:
                 self._keep_doorbell()
                 self.scan()
                 last_scan = now
-            if self.slots:
+            self.take_built()
+            if self.slots or self.building:
                 idle_since = now
             elif now - idle_since > self.idle_exit_s:
                 logger.info("no plugin instance for %.0f s: exiting", self.idle_exit_s)
@@ -298,5 +350,6 @@ def run(args: argparse.Namespace) -> int:
     if lock is None:
         logger.info("a SpeakUp server already runs for this user")
         return 0
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # this process is the server's alone
     with lock:
         return Server(args.idle_exit_s, args.device, args.threads).run()

@@ -1,4 +1,5 @@
-"""The model server's doorbell across real processes: prompt wake-ups on any slot, refusal, restarts.
+"""The model server across real processes: prompt wake-ups on any slot through its doorbell, refusal,
+restarts, and heartbeats that go on while another slot's engine is built.
 
 Each test runs its own ``speakup serve`` (CPU) with a private runtime dir, so the doorbell name
 (``bridge_doorbell_name()``, scoped by that dir) and the segment names are the test's alone.
@@ -32,6 +33,9 @@ WET_LATENCY_SAMPLES = 4096
 START_TIMEOUT_S = 120.0  # python + torch import on a loaded machine
 WATCH_S = 50e-6  # how often a test looks at a ring: it sleeps in between, leaving the CPUs to the server
 POLL_S = 0.04  # the server's poll in the latency test (see there)
+PLUGIN_HEARTBEAT_TIMEOUT_S = 2.0  # kHeartbeatTimeoutMs (plugin/SpeakUpPlugin.cpp): offline, an instance waits this long
+BUILD_S = 1.5 * PLUGIN_HEARTBEAT_TIMEOUT_S  # how long the heartbeat test's engine builds take at least
+WATCH_POLL_S = 0.001  # how often the heartbeat test looks at the heartbeat and the output ring
 
 
 @pytest.fixture
@@ -50,25 +54,36 @@ def runtime(tmp_path, monkeypatch):
 
 
 # ``speakup serve`` with its poll (``IDLE_WAIT_S``, the longest sleep while it has slots) set to argv[1] seconds,
-# and without a doorbell if argv[2] says so (as when another user's file holds the doorbell's name).
+# without a doorbell if argv[2] says so (as when another user's file holds the doorbell's name), and every engine
+# build first spinning in Python for argv[4] seconds (holding the GIL, as a slow model load's Python part does).
 SERVE = """
 import sys
+import time
 import speakup_fx.server.serve
 from speakup_fx.cli import main
 speakup_fx.server.serve.IDLE_WAIT_S = float(sys.argv[1])
 if sys.argv[2] == "no-doorbell":
     speakup_fx.server.serve.open_doorbell = lambda: None
+if float(sys.argv[4]) > 0:
+    make_engine = speakup_fx.server.serve.make_engine
+    def slow_make_engine(*args):
+        end = time.monotonic() + float(sys.argv[4])
+        while time.monotonic() < end:
+            pass
+        return make_engine(*args)
+    speakup_fx.server.serve.make_engine = slow_make_engine
 sys.exit(main(["serve", "--idle-exit-s", sys.argv[3], "--device", "cpu"]))
 """
 
 
 def start_server(
     servers: list[subprocess.Popen[bytes]], log: Path, poll_s: float = IDLE_WAIT_S, doorbell: bool = True,
-    idle_exit_s: float = 60.0,
+    idle_exit_s: float = 60.0, build_s: float = 0.0,
 ) -> subprocess.Popen[bytes]:
     with open(log, "ab") as output:
         server = subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(poll_s), "doorbell" if doorbell else "no-doorbell", str(idle_exit_s)],
+            [sys.executable, "-c", SERVE, str(poll_s), "doorbell" if doorbell else "no-doorbell", str(idle_exit_s),
+             str(build_s)],
             stdout=output, stderr=output, cwd=log.parent,
         )  # fmt: skip
     servers.append(server)
@@ -92,15 +107,15 @@ def wait_for_doorbell(server: subprocess.Popen[bytes], log: Path) -> BridgeDoorb
 class Instance:
     """A plugin instance as the plugin makes it: the segment with every parameter and the program written."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, preset: str = PRESET) -> None:
         self.segment = BridgeSegment.create(
             f"{bridge_segment_prefix()}{os.getpid()}-{index}", 2, SAMPLE_RATE, BLOCK_FRAMES, len(PARAMS) + 1,
             WET_LATENCY_SAMPLES, 4 * WET_LATENCY_SAMPLES,
         )  # fmt: skip
-        values = {**default_params(), **load_preset(PRESET).params}
+        values = {**default_params(), **load_preset(preset).params}
         for position, spec in enumerate(PARAMS):
             self.segment.set_param(position, values[spec.name])
-        self.segment.set_param(len(PARAMS), list_presets().index(PRESET))
+        self.segment.set_param(len(PARAMS), list_presets().index(preset))
         self.scratch = np.empty((2, self.segment.ring_capacity_frames), np.float32)
 
     def wait_until_served(self, server: subprocess.Popen[bytes]) -> None:
@@ -253,3 +268,57 @@ def test_the_server_replaces_a_malformed_or_a_killed_servers_doorbell_and_remove
     assert restarted.wait(timeout=60) == 0
     with pytest.raises(FileNotFoundError):
         BridgeDoorbell.attach(name)
+
+
+def test_a_slot_is_served_and_beaten_while_another_slots_engine_is_built(runtime, tmp_path):
+    """An offline instance waits for its server only while the server's heartbeat on its segment advances
+    (``PLUGIN_HEARTBEAT_TIMEOUT_S``), then renders dry: a server that stopped beating its slots while it built a
+    newly attached instance's engine (a first model load takes seconds) broke the other instances' bounces.
+
+    Every engine build here takes at least ``BUILD_S``, longer than that timeout, spinning in Python. While the
+    second instance's engine is built, the first streams blocks and its heartbeat is watched: asserted, neither
+    its heartbeat nor a block's round trip ever stops for an eighth of the plugin's timeout (the loop beats every
+    few ms and waits at most ``GIL_SWITCH_INTERVAL_S`` per GIL hand-over to the build thread: 20-50 ms at worst
+    here at a load of 10 on 2 CPUs; the rest is margin), and the second instance is served once its engine is there.
+    """
+    bound_s = PLUGIN_HEARTBEAT_TIMEOUT_S / 8
+    log = tmp_path / "server.log"
+    server = start_server(runtime, log, build_s=BUILD_S)
+    doorbell = wait_for_doorbell(server, log)
+    served = Instance(0)
+    served.wait_until_served(server)
+    block = noisy_speech(PERIOD_S, SAMPLE_RATE, channels=2, seed=15)[:, :BLOCK_FRAMES].copy()
+    later = Instance(1)
+    began = last_change = time.monotonic()
+    last_beat = served.segment.server_heartbeat
+    longest_silence_s = longest_round_trip_s = 0.0
+    blocks = returned = 0
+    sent = None  # when the block in flight was written
+    while later.segment.server_pid != server.pid:
+        assert server.poll() is None and time.monotonic() - began < START_TIMEOUT_S, log.read_text()
+        now = time.monotonic()
+        beat = served.segment.server_heartbeat
+        if beat != last_beat:
+            last_beat, last_change = beat, now
+        longest_silence_s = max(longest_silence_s, now - last_change)
+        if sent is None:
+            assert served.segment.input.write(block) == BLOCK_FRAMES
+            doorbell.ring()
+            sent, returned = now, 0
+        returned += served.segment.output.read_into(served.scratch[:, : BLOCK_FRAMES - returned])
+        longest_round_trip_s = max(longest_round_trip_s, time.monotonic() - sent)
+        if returned == BLOCK_FRAMES:
+            sent, blocks = None, blocks + 1
+        time.sleep(WATCH_POLL_S)
+    building_s = time.monotonic() - began
+    message = (
+        f"while the engine was built ({building_s:.1f} s, {blocks} blocks): longest heartbeat silence "
+        f"{longest_silence_s * 1e3:.0f} ms, longest round trip {longest_round_trip_s * 1e3:.0f} ms "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
+    assert building_s >= BUILD_S, message  # the watch spanned the whole build
+    assert longest_silence_s < bound_s and longest_round_trip_s < bound_s, message
+    later.wait_until_served(server)
+    assert later.pickup_s(block, doorbell) < 5.0
+    served.segment.unlink()
+    later.segment.unlink()
