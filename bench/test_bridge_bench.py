@@ -81,20 +81,21 @@ def echo_segment(tmp_path):
     segment.unlink()
 
 
-def test_bridge_round_trip_at_real_time_pacing(benchmark, echo_segment):
-    block = np.random.default_rng(0).standard_normal((2, BLOCK_FRAMES), dtype=np.float32)
+def measure_round_trips(benchmark, segment, wake, label: str, seed: int) -> None:
+    """Write a block to ``segment``, ``wake()`` the echo process, read the block back; at real-time pacing."""
+    block = np.random.default_rng(seed).standard_normal((2, BLOCK_FRAMES), dtype=np.float32)
     out = np.empty_like(block)
 
     def round_trip() -> None:
-        seen = echo_segment.client_wake_count
-        echo_segment.input.write(block)
-        echo_segment.wake_server()
+        seen = segment.client_wake_count
+        segment.input.write(block)
+        wake()
         got = 0
         while got < BLOCK_FRAMES:
-            if not echo_segment.wait_client(seen, 1.0):
+            if not segment.wait_client(seen, 1.0):
                 raise TimeoutError("echo process did not answer within 1 s")
-            seen = echo_segment.client_wake_count
-            got += echo_segment.output.read_into(out[:, got:])
+            seen = segment.client_wake_count
+            got += segment.output.read_into(out[:, got:])
 
     benchmark.pedantic(round_trip, setup=lambda: time.sleep(PERIOD_S), rounds=500, warmup_rounds=20)
     np.testing.assert_array_equal(out, block)
@@ -103,8 +104,12 @@ def test_bridge_round_trip_at_real_time_pacing(benchmark, echo_segment):
         benchmark.extra_info["median_ms"] = float(np.median(data))
         benchmark.extra_info["p99_ms"] = float(np.percentile(data, 99))
         benchmark.extra_info["load"] = os.getloadavg()
-        print(f"\nbridge round trip, {BLOCK_FRAMES} frames: median {np.median(data):.3f} ms, p99 {np.percentile(data, 99):.3f} ms "
+        print(f"\nbridge round trip, {label}{BLOCK_FRAMES} frames: median {np.median(data):.3f} ms, p99 {np.percentile(data, 99):.3f} ms "
               f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f})")
+
+
+def test_bridge_round_trip_at_real_time_pacing(benchmark, echo_segment):
+    measure_round_trips(benchmark, echo_segment, echo_segment.wake_server, "", seed=0)
 
 
 @pytest.fixture
@@ -131,27 +136,5 @@ def doorbell_echo(tmp_path):
 
 def test_bridge_round_trip_of_a_later_slot_through_the_doorbell(benchmark, doorbell_echo):
     segment, doorbell = doorbell_echo
-    block = np.random.default_rng(1).standard_normal((2, BLOCK_FRAMES), dtype=np.float32)
-    out = np.empty_like(block)
-
-    def round_trip() -> None:
-        seen = segment.client_wake_count
-        segment.input.write(block)
-        doorbell.ring()
-        got = 0
-        while got < BLOCK_FRAMES:
-            if not segment.wait_client(seen, 1.0):
-                raise TimeoutError("echo process did not answer within 1 s")
-            seen = segment.client_wake_count
-            got += segment.output.read_into(out[:, got:])
-
-    benchmark.pedantic(round_trip, setup=lambda: time.sleep(PERIOD_S), rounds=500, warmup_rounds=20)
-    np.testing.assert_array_equal(out, block)
-    if benchmark.stats is not None:
-        data = np.array(benchmark.stats.stats.data) * 1e3
-        benchmark.extra_info["median_ms"] = float(np.median(data))
-        benchmark.extra_info["p99_ms"] = float(np.percentile(data, 99))
-        benchmark.extra_info["load"] = os.getloadavg()
-        print(f"\nbridge round trip, slot {SEGMENTS_BEHIND_ONE_DOORBELL} of {SEGMENTS_BEHIND_ONE_DOORBELL} behind one doorbell, "
-              f"{BLOCK_FRAMES} frames: median {np.median(data):.3f} ms, p99 {np.percentile(data, 99):.3f} ms "
-              f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f})")
+    label = f"slot {SEGMENTS_BEHIND_ONE_DOORBELL} of {SEGMENTS_BEHIND_ONE_DOORBELL} behind one doorbell, "
+    measure_round_trips(benchmark, segment, doorbell.ring, label, seed=1)

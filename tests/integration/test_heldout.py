@@ -4,6 +4,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import synthetic
 
@@ -15,14 +16,17 @@ from speakup_fx.train.config import load_config
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 
 
-def test_heldout_sets_are_paired_aligned_and_reproducible(tmp_path, monkeypatch):
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    """The tiny config on a synthetic corpus, all of it held out (too small for the 2 % hash split)."""
     synthetic.write_tiny_corpus(tmp_path / "corpus")
     base = load_config(TINY)
-    config = replace(base, data=replace(base.data, data_dir=str(tmp_path / "corpus"), cache_dir=str(tmp_path / "cache")))
-    # the tiny corpus is too small for the 2 % hash split: hold out all of it
     split = heldout.split_speech
     monkeypatch.setattr(heldout, "split_speech", lambda c: (split(c)[0], split(c)[0]))
+    return replace(base, data=replace(base.data, data_dir=str(tmp_path / "corpus"), cache_dir=str(tmp_path / "cache")))
 
+
+def test_heldout_sets_are_paired_aligned_and_reproducible(config, tmp_path):
     assert heldout.write_heldout_sets(config, tmp_path / "a") == {name: 4 for name in heldout.CONDITIONS}
     heldout.write_heldout_sets(config, tmp_path / "b")
 
@@ -39,12 +43,7 @@ def test_heldout_sets_are_paired_aligned_and_reproducible(tmp_path, monkeypatch)
             np.testing.assert_array_equal(noisy, again)
 
 
-def test_room_target_bounds_order_the_targets_and_match_the_written_set(tmp_path, monkeypatch):
-    synthetic.write_tiny_corpus(tmp_path / "corpus")
-    base = load_config(TINY)
-    config = replace(base, data=replace(base.data, data_dir=str(tmp_path / "corpus"), cache_dir=str(tmp_path / "cache")))
-    split = heldout.split_speech
-    monkeypatch.setattr(heldout, "split_speech", lambda c: (split(c)[0], split(c)[0]))
+def test_room_target_bounds_order_the_targets_and_match_the_written_set(config, tmp_path):
     bounds = heldout.room_target_bounds(config, early_reflections_s=0.0, late_decay_s=0.01)
     # less of the room in a target -> nearer the dry reference; noise makes the input worse still
     assert bounds["noisy"] < bounds["reverberant"] < bounds["early"]
