@@ -31,6 +31,13 @@ from inside that call, and Ardour's restartComponent takes the same (non-recursi
 (gdb on ardour7-lua with the stock wrapper; the lock is Glib::Threads::Mutex VST3PI::_process_lock.)
 Ardour fixed it in 8.7 (commit c92c8c8); the build's patch of the wrapper (plugin/CMakeLists.txt)
 reports the program's values to Ardour as output parameter changes of the next process() call instead.
+
+About 1 run in 10 ardour7-export aborts after rendering (glibc "free(): invalid pointer", "double
+free or corruption") in ARDOUR::PortExportChannel::~PortExportChannel. That is Ardour 7.3's own heap
+corruption, not the plugin's: the same session with SpeakUp removed aborted or hung in 5 of 20
+exports, and 8 of 15 under glibc's checking allocator (libc_malloc_debug.so.0, malloc.check=3), with
+the same backtrace; the plugin's lifecycle under AddressSanitizer + UBSan (activate/deactivate/destroy
+cycles, server absent, attaching, killed mid-stream) reported nothing (session 5, 2026-12-02).
 """
 
 from __future__ import annotations
