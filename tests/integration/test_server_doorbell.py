@@ -277,11 +277,12 @@ def test_a_slot_is_served_and_beaten_while_another_slots_engine_is_built(runtime
 
     Every engine build here takes at least ``BUILD_S``, longer than that timeout, spinning in Python. While the
     second instance's engine is built, the first streams blocks and its heartbeat is watched: asserted, neither
-    its heartbeat nor a block's round trip ever stops for an eighth of the plugin's timeout (the loop beats every
-    few ms and waits at most ``GIL_SWITCH_INTERVAL_S`` per GIL hand-over to the build thread: 20-50 ms at worst
-    here at a load of 10 on 2 CPUs; the rest is margin), and the second instance is served once its engine is there.
+    its heartbeat nor a block's round trip ever stops for half the plugin's timeout (the contract is the whole
+    timeout; the loop beats every few ms and waits at most ``GIL_SWITCH_INTERVAL_S`` per GIL hand-over to the build
+    thread: 20-50 ms at worst here at a load of 10 on 2 CPUs, against 3 s when the loop built engines itself; the
+    rest is margin for slower machines), and the second instance is served once its engine is there.
     """
-    bound_s = PLUGIN_HEARTBEAT_TIMEOUT_S / 8
+    bound_s = PLUGIN_HEARTBEAT_TIMEOUT_S / 2
     log = tmp_path / "server.log"
     server = start_server(runtime, log, build_s=BUILD_S)
     doorbell = wait_for_doorbell(server, log)
