@@ -3,7 +3,7 @@
 The chain, in order: room (a real or simulated impulse response, reshaped in
 RT60 and direct-to-reverberant ratio as in Bryan 2019, "Impulse response data
 augmentation and deep neural networks for speech enhancement"), additive real
-noise at a drawn SNR, microphone/phone EQ and band limits, clipping, and a
+noise (optionally coloured by random EQ) at a drawn SNR, microphone/phone EQ and band limits, clipping, and a
 lossy codec round trip. The reverberant signal is shifted by the impulse
 response's direct-path delay, so the target is the dry clean speech scaled by
 the drawn level (``target``). Every random choice lives in the params; ``apply``
@@ -54,6 +54,8 @@ class DegradeConfig:
     eq_prob: float = field(default=0.5, metadata={"help": "chance of random EQ"})
     eq_gain_db: float = field(default=12.0, metadata={"help": "largest EQ boost or cut, dB"})
     eq_max_bands: int = field(default=3, metadata={"help": "most EQ bands (peaks and shelves)"})
+    noise_eq_prob: float = field(default=0.0, metadata={"help": "chance of random EQ on the noise alone, before the SNR mix (RNNoise, DeepFilterNet)"})
+    noise_eq_gain_db: float = field(default=15.0, metadata={"help": "largest boost or cut of the noise EQ, dB"})
     bandlimit_prob: float = field(default=0.25, metadata={"help": "chance of a phone-like band limit"})
     lowpass_hz_range: tuple[float, float] = field(default=(3400.0, 7500.0), metadata={"help": "band-limit cutoff, Hz"})
     level_db_range: tuple[float, float] = field(default=(-38.0, -18.0), metadata={"help": "RMS level of the clean speech, dBFS"})
@@ -84,6 +86,7 @@ class DegradeParams:
     noise_index: int | None = None
     noise_offset: int = 0
     snr_db: float | None = None
+    noise_eq_bands: tuple[EqBand, ...] = ()
     rir_index: int | None = None
     rt60_s: float | None = None
     drr_db: float | None = None
@@ -209,6 +212,13 @@ def _biquad(band: EqBand, sample_rate: int) -> np.ndarray:
     return np.array([*b, *a]) / a[0]
 
 
+def _equalise(x: np.ndarray, bands: tuple[EqBand, ...], sample_rate: int) -> np.ndarray:
+    """``x`` through the biquads of ``bands`` in series (``x`` itself when there are none)."""
+    if not bands:
+        return x
+    return scipy.signal.sosfilt(np.stack([_biquad(band, sample_rate) for band in bands]), x).astype(np.float32)
+
+
 def codec_roundtrip(x: np.ndarray, sample_rate: int, codec: str, bitrate_bps: int) -> np.ndarray:
     """Encode and decode 1-D ``x`` with a lossy codec (PyAV), realigned to ``x`` and of the same length."""
     if codec not in CODECS:
@@ -275,6 +285,8 @@ class Degrader:
             kw["noise_offset"] = int(rng.integers(len(self.noises[kw["noise_index"]])))
             tail = c.snr_tail_prob > 0 and rng.random() < c.snr_tail_prob  # no draw when off: old draws stay
             kw["snr_db"] = float(rng.uniform(*(c.snr_tail_db_range if tail else c.snr_db_range)))
+            if c.noise_eq_prob > 0 and rng.random() < c.noise_eq_prob:  # no draw when off: old draws stay
+                kw["noise_eq_bands"] = self._draw_eq(rng, c.noise_eq_gain_db)
         if self.rirs and rng.random() < c.reverb_prob:
             simulated = len(self.rirs) - self.real_rir_count
             if self.real_rir_count and (simulated == 0 or rng.random() < c.real_rir_prob):
@@ -286,14 +298,7 @@ class Degrader:
             if rng.random() < c.drr_reshape_prob:
                 kw["drr_db"] = float(rng.uniform(*c.drr_db_range))
         if rng.random() < c.eq_prob:
-            bands = []
-            for _ in range(int(rng.integers(1, c.eq_max_bands + 1))):
-                kind = ("peak", "low_shelf", "high_shelf")[int(rng.integers(3))]
-                low, high = {"peak": (150.0, 6000.0), "low_shelf": (80.0, 600.0), "high_shelf": (1500.0, 6000.0)}[kind]
-                bands.append(
-                    EqBand(kind, float(np.exp(rng.uniform(np.log(low), np.log(high)))), float(rng.uniform(-c.eq_gain_db, c.eq_gain_db)), float(rng.uniform(0.5, 2.0)))
-                )
-            kw["eq_bands"] = tuple(bands)
+            kw["eq_bands"] = self._draw_eq(rng, c.eq_gain_db)
         if rng.random() < c.bandlimit_prob:
             kw["lowpass_hz"] = float(rng.uniform(*c.lowpass_hz_range))
         if rng.random() < c.clip_prob:
@@ -302,6 +307,15 @@ class Degrader:
             kw["codec"] = CODECS[int(rng.integers(len(CODECS)))]
             kw["bitrate_bps"] = int(rng.integers(c.bitrate_bps_range[0], c.bitrate_bps_range[1] + 1))
         return DegradeParams(level_db=level_db, **kw)
+
+    def _draw_eq(self, rng: np.random.Generator, gain_db: float) -> tuple[EqBand, ...]:
+        """1 to ``eq_max_bands`` random peaks and shelves, each boosting or cutting by up to ``gain_db``."""
+        bands = []
+        for _ in range(int(rng.integers(1, self.config.eq_max_bands + 1))):
+            kind = ("peak", "low_shelf", "high_shelf")[int(rng.integers(3))]
+            low, high = {"peak": (150.0, 6000.0), "low_shelf": (80.0, 600.0), "high_shelf": (1500.0, 6000.0)}[kind]
+            bands.append(EqBand(kind, float(np.exp(rng.uniform(np.log(low), np.log(high)))), float(rng.uniform(-gain_db, gain_db)), float(rng.uniform(0.5, 2.0))))
+        return tuple(bands)
 
     def room(self, params: DegradeParams) -> np.ndarray | None:
         """The reshaped impulse response of ``params``, direct path scaled to 1 (None when dry)."""
@@ -359,9 +373,7 @@ class Degrader:
         x = self._through(x, self.room(params))
         if params.noise_index is not None:
             x = mix_at_snr(x, self._noise(params, len(x)), params.snr_db)
-        if params.eq_bands:
-            sos = np.stack([_biquad(band, sample_rate) for band in params.eq_bands])
-            x = scipy.signal.sosfilt(sos, x).astype(np.float32)
+        x = _equalise(x, params.eq_bands, sample_rate)
         if params.lowpass_hz is not None:
             sos = scipy.signal.butter(8, params.lowpass_hz, fs=sample_rate, output="sos")
             x = scipy.signal.sosfilt(sos, x).astype(np.float32)
@@ -379,4 +391,4 @@ class Degrader:
     def _noise(self, params: DegradeParams, frames: int) -> np.ndarray:
         noise = self.noises[params.noise_index]
         reps = -(-(params.noise_offset + frames) // len(noise))
-        return np.tile(noise, reps)[params.noise_offset : params.noise_offset + frames]
+        return _equalise(np.tile(noise, reps)[params.noise_offset : params.noise_offset + frames], params.noise_eq_bands, self.config.sample_rate)

@@ -10,6 +10,7 @@ from speakup_fx.data.degrade import (
     DegradeConfig,
     DegradeParams,
     Degrader,
+    EqBand,
     codec_roundtrip,
     direct_path_index,
     drr_db,
@@ -140,6 +141,34 @@ def test_snr_tail_off_leaves_the_draws_as_they_were():
     plain, tail_range_only = make_degrader(), make_degrader(snr_tail_db_range=(30.0, 31.0))
     for i in range(50):
         assert plain.draw(np.random.default_rng([4, i])) == tail_range_only.draw(np.random.default_rng([4, i]))
+
+
+def test_noise_eq_colours_the_noise_only_and_keeps_the_snr():
+    degrader = make_degrader()
+    clean = synthetic.speech_like(1.0, SAMPLE_RATE)[0]
+    plain = DegradeParams(level_db=-25.0, noise_index=0, noise_offset=100, snr_db=0.0)
+    boost = replace(plain, noise_eq_bands=(EqBand("low_shelf", 200.0, 15.0, 0.7),))
+    target = degrader.target(clean, plain)
+    noise_plain, noise_boost = (degrader.apply(clean, p) - target for p in (plain, boost))
+    np.testing.assert_array_equal(degrader.target(clean, boost), target)
+    assert rms_db(target) - rms_db(noise_boost) == pytest.approx(0.0, abs=0.01)
+
+    def low_share_db(x):
+        power = np.abs(np.fft.rfft(x)) ** 2
+        return 10 * np.log10(power[np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE) < 150].sum() / power.sum())
+
+    # white noise has ~2 % of its power below 150 Hz; the +15 dB shelf at 200 Hz makes that band dominate
+    assert low_share_db(noise_boost) > low_share_db(noise_plain) + 10
+
+
+def test_noise_eq_draws_share_and_off_leaves_the_draws_as_they_were():
+    coloured = make_degrader(noise_prob=1.0, clean_only_prob=0.0, noise_eq_prob=0.5, noise_eq_gain_db=15.0)
+    draws = [coloured.draw(np.random.default_rng([5, i])) for i in range(1000)]
+    assert np.mean([bool(d.noise_eq_bands) for d in draws]) == pytest.approx(0.5, abs=0.05)
+    assert max(abs(b.gain_db) for d in draws for b in d.noise_eq_bands) <= 15.0
+    plain, gain_only = make_degrader(), make_degrader(noise_eq_gain_db=3.0)
+    for i in range(50):
+        assert plain.draw(np.random.default_rng([4, i])) == gain_only.draw(np.random.default_rng([4, i]))
 
 
 def test_targets_keep_the_room_whole_early_or_not_at_all():
