@@ -82,6 +82,7 @@ class LossConfig:
         default_factory=lambda: {"gen/l1": 5.0, "gen/stft": 1.0, "adv/gen": 1.0, "adv/feat": 2.0},
         metadata={"help": "weight of each named loss term"},
     )
+    over_suppression_low_hz: float = field(default=0.0, metadata={"help": "gen/oversup ignores bins below this frequency, Hz"})
 
 
 @dataclass(frozen=True)

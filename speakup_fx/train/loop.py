@@ -160,7 +160,8 @@ def d_step(state: State, batch: dict[str, torch.Tensor]) -> dict[str, float]:
 
 def reconstruction_losses(config: Config, fake: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
     """The reconstruction terms that ``config.loss.weights`` names."""
-    return {name: loss(fake, target) for name, loss in losses.RECONSTRUCTION_LOSSES.items() if name in config.loss.weights}
+    options = {"gen/oversup": {"low_bin_share": config.loss.over_suppression_low_hz / (config.degrade.sample_rate / 2)}}
+    return {name: loss(fake, target, **options.get(name, {})) for name, loss in losses.RECONSTRUCTION_LOSSES.items() if name in config.loss.weights}
 
 
 def generator_losses(state: State, batch: dict[str, torch.Tensor], adversarial: bool) -> dict[str, torch.Tensor]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.nn import functional as F
 
@@ -94,15 +96,21 @@ def multi_resolution_compressed_loss(output: torch.Tensor, target: torch.Tensor)
     return total / len(COMPRESSED_RESOLUTIONS)
 
 
-def over_suppression_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def over_suppression_loss(output: torch.Tensor, target: torch.Tensor, low_bin_share: float = 0.0) -> torch.Tensor:
     """Squared shortfall of the output's compressed magnitude below the target's (only where it is below),
     averaged over ``COMPRESSED_RESOLUTIONS``: added to a symmetric term it makes removing speech cost more
-    than leaving noise."""
+    than leaving noise.
+
+    Bins below ``low_bin_share`` of the Nyquist frequency are left to the symmetric terms: there the
+    target holds only the window's leakage of the lowest harmonics, and penalising any shortfall teaches
+    the model to keep all low-frequency rumble.
+    """
     _check_pair(output, target)
     total = output.new_zeros(())
     for n_fft, hop in COMPRESSED_RESOLUTIONS:
         out_mag, tgt_mag = _compressed_spectra(output, n_fft, hop)[0], _compressed_spectra(target, n_fft, hop)[0]
-        total = total + torch.relu(tgt_mag - out_mag).square().mean()
+        first = math.ceil(low_bin_share * (n_fft // 2))
+        total = total + torch.relu(tgt_mag - out_mag).narrow(-2, first, out_mag.shape[-2] - first).square().mean()
     return total / len(COMPRESSED_RESOLUTIONS)
 
 

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from speakup_fx.train import losses
+from speakup_fx.train.config import Config, from_dict
+from speakup_fx.train.loop import reconstruction_losses
 
 
 def test_reconstruction_losses_vanish_only_for_equal_signals():
@@ -79,6 +81,22 @@ def test_over_suppression_counts_only_output_below_target():
 
     assert losses.multi_resolution_compressed_loss(0.5 * target, target) < losses.multi_resolution_compressed_loss(2.0 * target, target)
     assert total(0.5 * target) > total(2.0 * target)
+
+
+def test_over_suppression_can_leave_the_lowest_bins_to_the_symmetric_terms():
+    t = torch.arange(16_000) / 16_000
+    rumble, voice = torch.sin(2 * torch.pi * 30 * t), 0.3 * torch.sin(2 * torch.pi * 1000 * t)
+    target = (rumble + voice)[None, None]
+    share = 80.0 / 8000.0  # 80 Hz at 16 kHz
+    rumble_removed, voice_removed = voice[None, None], rumble[None, None]
+    # what remains is the 30 Hz tone's leakage through the 256-point window's main lobe into the 125 Hz bin
+    assert losses.over_suppression_loss(rumble_removed, target, share) < 0.2 * losses.over_suppression_loss(rumble_removed, target)
+    assert losses.over_suppression_loss(voice_removed, target, share).item() == pytest.approx(
+        losses.over_suppression_loss(voice_removed, target).item(), rel=0.05
+    )
+    config = from_dict(Config, {"loss": {"weights": {"gen/oversup": 1.0}, "over_suppression_low_hz": 80.0}})
+    terms = reconstruction_losses(config, rumble_removed, target)
+    assert terms["gen/oversup"].item() == pytest.approx(losses.over_suppression_loss(rumble_removed, target, share).item())
 
 
 def test_si_sdr_loss_is_minus_the_known_ratio_and_scale_invariant():
