@@ -104,6 +104,7 @@ class DFNet(nn.Module):
         self.register_buffer("window", window.to(dtype), persistent=False)
         self.register_buffer("synthesis_window", (window * 2 * c.hop_samples / c.fft_size).to(dtype), persistent=False)
         decay = math.exp(-c.hop_samples / (c.norm_tau_s * self.input_sample_rate))
+        self._ema_weight = 1 - decay
         steps = torch.arange(_EMA_CHUNK_FRAMES, dtype=torch.float64)
         lag = steps[:, None] - steps[None, :]
         self.register_buffer("ema_kernel", torch.where(lag >= 0, (1 - decay) * decay ** lag.clamp_min(0), 0.0).to(dtype), persistent=False)
@@ -141,6 +142,9 @@ class DFNet(nn.Module):
 
     def _running_mean(self, x: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Exponential running mean over frames of ``x`` ``(batch, frames, features)`` from ``previous`` ``(batch, features)``."""
+        if x.shape[1] == 1:  # the step of a real-time host: one interpolation (the chunked product's values within rounding)
+            mean = torch.lerp(previous, x.squeeze(1), self._ema_weight)
+            return mean.unsqueeze(1), mean
         means = []
         for start in range(0, x.shape[1], _EMA_CHUNK_FRAMES):
             n = min(_EMA_CHUNK_FRAMES, x.shape[1] - start)
@@ -181,8 +185,7 @@ class DFNet(nn.Module):
 
         features, new["norm"] = self._features(spec, state["norm"])
         h, new["input"] = self.input.step(features, state["input"])
-        h, gru_state = self.gru(torch.relu(h), state["gru"].transpose(0, 1).contiguous())
-        new["gru"] = gru_state.transpose(0, 1)
+        h, new["gru"] = self._recur(torch.relu(h), state["gru"])
         gains = torch.sigmoid(F.linear(h, self.gains.weight, self.gains.bias))
         gains = gains.unflatten(-1, (outputs, c.erb_bands)) @ self.band_spread  # (batch, frames, outputs, bins - df_bins)
         coefficients = torch.tanh(F.linear(h, self.filters.weight, self.filters.bias))
@@ -203,6 +206,18 @@ class DFNet(nn.Module):
         total = self._overlap_add(frames_out, state["synthesis"])  # (batch, outputs, frames * hop + overlap)
         new["synthesis"] = total.narrow(-1, frames * hop, overlap)
         return total.narrow(-1, 0, frames * hop), new
+
+    def _recur(self, h: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GRU trunk over ``h`` ``(batch, frames, channels)`` from ``state`` ``(batch, layers, channels)``."""
+        if h.shape[1] == 1:  # the step of a real-time host: one cell per layer (the same values as the GRU, less overhead)
+            out, layers = h.squeeze(1), []
+            for layer in range(self.config.gru_layers):
+                weights = [getattr(self.gru, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                out = torch.gru_cell(out, state.select(1, layer), *weights)
+                layers.append(out)
+            return out.unsqueeze(1), torch.stack(layers, dim=1)
+        h, last = self.gru(h, state.transpose(0, 1).contiguous())
+        return h, last.transpose(0, 1)
 
     def _overlap_add(self, frames_out: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
         """``frames_out`` ``(batch, frames, outputs, fft)`` summed at their hops onto the previous call's ``tail``
