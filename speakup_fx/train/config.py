@@ -36,6 +36,8 @@ class DataConfig:
     validation_examples: int = field(default=32, metadata={"help": "fixed degraded examples scored at each checkpoint"})
     targets: tuple[str, ...] = field(default=("dry",), metadata={"help": "target of each generator output: 'dry', 'reverberant' or 'early'"})
     min_clean_dnsmos_bak: float = field(default=0.0, metadata={"help": "train only on speech files whose DNSMOS BAK (1-5, no reference) is at least this (validation files are kept); 0: keep all"})
+    babble_noises: int = field(default=0, metadata={"help": "babble recordings (sums of training talkers, data.corpus.make_babble) added to the noise bank"})
+    babble_talkers: tuple[int, int] = field(default=(3, 8), metadata={"help": "fewest and most talkers in one babble recording"})
     shards: str = field(default="", metadata={"help": "folder of pairs written by `speakup spark degrade` to train from instead of degrading on the fly ('': on the fly)"})
 
     def __post_init__(self) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from speakup_fx.data.corpus import load_noises, load_real_rirs, simulated_rooms_cached, train_rows
+from speakup_fx.data.corpus import load_noises, load_real_rirs, make_babble, simulated_rooms_cached, train_rows
 from speakup_fx.data.dataset import VALIDATION_EPOCH, DegradedSpeech, EpochSampler, is_validation_file
 from speakup_fx.data.degrade import DegradeConfig, Degrader
 from speakup_fx.data.quality import keep_clean
@@ -266,11 +266,15 @@ def initialise_from(state: State, checkpoint_path: str | Path) -> None:
 
 
 def build_degrader(config: Config, degrade: DegradeConfig | None = None) -> Degrader:
-    """The training noise and room banks with ``degrade`` (default: the config's) drawing from them."""
+    """The training noise (plus ``data.babble_noises`` babble recordings made from training speech) and room
+    banks with ``degrade`` (default: the config's) drawing from them."""
     c, rate = config.data, config.degrade.sample_rate
     real = load_real_rirs(c.data_dir, rate)
     rirs = real + simulated_rooms_cached(c.cache_dir, c.simulated_rooms, rate, config.seed)
-    return Degrader(load_noises(c.data_dir, rate), rirs, len(real), degrade or config.degrade)
+    noises = load_noises(c.data_dir, rate)
+    if c.babble_noises:
+        noises += make_babble(split_speech(config)[0], c.babble_noises, c.babble_talkers, rate, config.seed)
+    return Degrader(noises, rirs, len(real), degrade or config.degrade)
 
 
 def split_speech(config: Config) -> tuple[list, list]:
