@@ -91,7 +91,7 @@ def make_babble(speech: list[ManifestRow], count: int, talkers: tuple[int, int],
             rms = np.sqrt(np.mean(np.square(talker)))
             if rms > 0:
                 mix += talker / rms * 10 ** (rng.uniform(-3.0, 3.0) / 20)
-        babble.append((mix / max(np.sqrt(np.mean(np.square(mix))), 1e-12) * 0.05).astype(np.float32))
+        babble.append(mix.astype(np.float32))  # its level is immaterial: the degrader mixes noise at a drawn SNR
     return babble
 
 
