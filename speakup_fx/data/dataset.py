@@ -31,14 +31,30 @@ class DegradedSpeech(Dataset):
     """Item ``(epoch, index)`` -> ``(noisy, target)`` float32 tensors ``(1, segment_samples)`` and
     ``(len(targets), segment_samples)`` (the kinds of ``Degrader.targets``)."""
 
-    def __init__(self, speech: list[ManifestRow], degrader: Degrader, segment_samples: int, seed: int, targets: tuple[str, ...] = ("dry",)):
+    def __init__(
+        self,
+        speech: list[ManifestRow],
+        degrader: Degrader,
+        segment_samples: int,
+        seed: int,
+        targets: tuple[str, ...] = ("dry",),
+        lead_silence_prob: float = 0.0,
+        lead_silence_s_range: tuple[float, float] = (0.2, 1.0),
+    ):
         if not speech:
             raise ValueError("speech: no speech files")
+        if not 0 <= lead_silence_prob <= 1:
+            raise ValueError(f"lead_silence_prob {lead_silence_prob} outside [0, 1]")
+        low_s, high_s = lead_silence_s_range
+        if lead_silence_prob and not 0 <= low_s <= high_s < segment_samples / degrader.config.sample_rate:
+            raise ValueError(f"lead_silence_s_range {lead_silence_s_range} must be ordered and shorter than the {segment_samples} samples segment")
         self.speech = speech
         self.degrader = degrader
         self.segment_samples = segment_samples
         self.seed = seed
         self.targets = targets
+        self.lead_silence_prob = lead_silence_prob
+        self.lead_silence_s_range = lead_silence_s_range
         durations = np.array([row.duration_s for row in speech])
         self.weights = durations / durations.sum()
 
@@ -46,20 +62,26 @@ class DegradedSpeech(Dataset):
         return len(self.speech)
 
     def clean_segment(self, rng: np.random.Generator) -> np.ndarray:
-        """A random speech segment (zero-padded when the file is short), re-drawn while near silent."""
+        """A random speech segment (zero-padded when the file is short), re-drawn while near silent; with chance
+        ``lead_silence_prob`` it starts after a drawn silence: the noise alone first, as recordings start, where
+        the model has no speech level to go by yet (training crops are cut from inside utterances)."""
         sample_rate = self.degrader.config.sample_rate
+        silence = 0
+        if self.lead_silence_prob > 0 and rng.random() < self.lead_silence_prob:  # no draw when off: old draws stay
+            silence = int(rng.uniform(*self.lead_silence_s_range) * sample_rate)
+        speech_samples = self.segment_samples - silence
         for _ in range(10):
             row = self.speech[int(rng.choice(len(self.speech), p=self.weights))]
             if row.sample_rate == sample_rate:
                 frames = int(round(row.duration_s * sample_rate))
-                start = int(rng.integers(max(frames - self.segment_samples, 0) + 1))
-                audio, _ = sf.read(row.path, start=start, frames=self.segment_samples, dtype="float32", always_2d=True)
+                start = int(rng.integers(max(frames - speech_samples, 0) + 1))
+                audio, _ = sf.read(row.path, start=start, frames=speech_samples, dtype="float32", always_2d=True)
                 audio = audio[:, 0]
             else:
                 audio = load_mono(row.path, sample_rate)
-                start = int(rng.integers(max(len(audio) - self.segment_samples, 0) + 1))
-                audio = audio[start : start + self.segment_samples]
-            audio = np.pad(audio, (0, self.segment_samples - len(audio)))
+                start = int(rng.integers(max(len(audio) - speech_samples, 0) + 1))
+                audio = audio[start : start + speech_samples]
+            audio = np.pad(audio, (silence, speech_samples - len(audio)))
             if rms_db(audio) > _MIN_SPEECH_DB:
                 return audio
         return audio

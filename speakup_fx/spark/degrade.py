@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 from speakup_fx.data.dataset import DegradedSpeech
 from speakup_fx.data.shards import DEFAULT_SHARD_SIZE, SHARD_EPOCH, ShardSummary, shard_count, shard_indices, write_index, write_shard
 from speakup_fx.spark.session import collect_with_progress
-from speakup_fx.train.config import Config, to_dict
+from speakup_fx.train.config import Config, segment_samples, to_dict
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +70,6 @@ def spark_degrade(
     return info
 
 
-def segment_samples(config: Config) -> int:
-    return int(config.data.segment_s * config.degrade.sample_rate)
-
-
 def degrade_task(config: Config, output_dir: str, shard: int, count: int, shard_size: int) -> ShardSummary:
     """One shard on an executor: its pairs drawn by the training set of this process, written atomically."""
     dataset = _dataset(config)
@@ -86,10 +82,10 @@ _DATASETS: dict[str, DegradedSpeech] = {}
 
 def _dataset(config: Config) -> DegradedSpeech:
     """This process's training set for ``config`` (noise and room banks loaded once per executor process)."""
-    from speakup_fx.train.loop import build_degrader, split_speech
+    from speakup_fx.train.loop import build_degrader, degraded_speech, split_speech
 
     key = repr(config)
     if key not in _DATASETS:
         training, _ = split_speech(config)
-        _DATASETS[key] = DegradedSpeech(training, build_degrader(config), segment_samples(config), config.seed, config.data.targets)
+        _DATASETS[key] = degraded_speech(config, training, build_degrader(config))
     return _DATASETS[key]

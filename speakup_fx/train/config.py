@@ -38,6 +38,8 @@ class DataConfig:
     min_clean_dnsmos_bak: float = field(default=0.0, metadata={"help": "train only on speech files whose DNSMOS BAK (1-5, no reference) is at least this (validation files are kept); 0: keep all"})
     babble_noises: int = field(default=0, metadata={"help": "babble recordings (sums of training talkers, data.corpus.make_babble) added to the noise bank"})
     babble_talkers: tuple[int, int] = field(default=(3, 8), metadata={"help": "fewest and most talkers in one babble recording"})
+    lead_silence_prob: float = field(default=0.0, metadata={"help": "chance an example's speech starts after a silence (noise alone first, as recordings start)"})
+    lead_silence_s_range: tuple[float, float] = field(default=(0.2, 1.0), metadata={"help": "shortest and longest lead-in silence, s"})
     shards: str = field(default="", metadata={"help": "folder of pairs written by `speakup spark degrade` to train from instead of degrading on the fly ('': on the fly)"})
 
     def __post_init__(self) -> None:
@@ -182,3 +184,8 @@ def load_config(path: str | Path) -> Config:
         raise FileNotFoundError(f"config: no file {path}")
     with path.open("rb") as f:
         return from_dict(Config, tomllib.load(f))
+
+
+def segment_samples(config: Config) -> int:
+    """Samples in one training example."""
+    return int(config.data.segment_s * config.degrade.sample_rate)

@@ -26,7 +26,7 @@ from speakup_fx.models.paper import PaperGenerator
 from speakup_fx.models.streaming import StreamingGenerator
 from speakup_fx.train import losses
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
-from speakup_fx.train.config import Config, from_dict, to_dict
+from speakup_fx.train.config import Config, from_dict, segment_samples, to_dict
 from speakup_fx.train.distributed import World, mean_across_ranks, per_rank_batch, unwrap, wrap
 
 logger = logging.getLogger(__name__)
@@ -294,13 +294,17 @@ def build_datasets(config: Config) -> tuple[DegradedSpeech | ShardedPairs, Degra
     ``data.shards`` when set (pairs from ``speakup spark degrade``) instead of degrading on the fly."""
     degrader = build_degrader(config)
     training, held_out = split_speech(config)
-    segment = int(config.data.segment_s * config.degrade.sample_rate)
     logger.info("%d training / %d validation speech files, %d noises, %d rooms", len(training), len(held_out), len(degrader.noises), len(degrader.rirs))
-    targets = config.data.targets
-    validation = DegradedSpeech(held_out or training, degrader, segment, config.seed, targets)
+    validation = degraded_speech(config, held_out or training, degrader)
     if config.data.shards:
-        return ShardedPairs(config.data.shards, config.degrade.sample_rate, segment, targets, config.seed), validation
-    return DegradedSpeech(training, degrader, segment, config.seed, targets), validation
+        return ShardedPairs(config.data.shards, config.degrade.sample_rate, segment_samples(config), config.data.targets, config.seed), validation
+    return degraded_speech(config, training, degrader), validation
+
+
+def degraded_speech(config: Config, speech: list, degrader: Degrader) -> DegradedSpeech:
+    """The config's degraded examples of ``speech`` (training, validation and Spark shards draw them alike)."""
+    c = config.data
+    return DegradedSpeech(speech, degrader, segment_samples(config), config.seed, c.targets, c.lead_silence_prob, c.lead_silence_s_range)
 
 
 @torch.no_grad()

@@ -97,16 +97,17 @@ class ReversedBatches(Sampler):
 
 
 def train_arm(config_path: Path, batch_size: int, steps: int, validate_every: int, reorder: bool, out_dir: Path, world: World,
-              dtype: torch.dtype = torch.float32) -> None:
+              dtype: torch.dtype = torch.float32, seed: int | None = None) -> None:
     """This rank's part of one arm: ``steps`` steps of ``train_step`` on the global ``batch_size``; rank 0
-    validates at step 0 and every ``validate_every`` steps and writes ``out_dir/curve.csv``.
+    validates at step 0 and every ``validate_every`` steps and writes ``out_dir/curve.csv``. ``seed`` (default:
+    the config's) seeds the initial weights and every data draw.
 
     ``dtype`` float64 makes rounding about 1e9 times smaller than float32, so in the first steps what
     differs between arms is what they compute, not how they round (later, any rounding grows: see README).
     """
     config = load_config(config_path)
     # save() below decides when to validate, so the loop must offer it every step
-    config = replace(config, batch_size=batch_size, checkpoint_every_s=0.0)
+    config = replace(config, batch_size=batch_size, checkpoint_every_s=0.0, seed=config.seed if seed is None else seed)
     threads, default_dtype = torch.get_num_threads(), torch.get_default_dtype()
     torch.set_num_threads(config.threads)
     torch.set_default_dtype(dtype)
@@ -230,13 +231,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_arm(arm: Arm, args: argparse.Namespace) -> None:
-    """One arm through torchrun (each rank on ``OMP_NUM_THREADS=1``; the config's ``threads`` sets torch's)."""
-    out = args.out / arm.name
+def run_arm(arm: Arm, args: argparse.Namespace, seed: int, out_dir: Path) -> None:
+    """One arm of ``seed`` through torchrun into ``out_dir/ARM`` (each rank on ``OMP_NUM_THREADS=1``; the config's ``threads`` sets torch's)."""
+    out = out_dir / arm.name
     out.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={arm.processes}", "--master_port", str(free_port()),
                "-m", "speakup_fx.train.scaling", "--rank-of", arm.name, "--config", str(args.config), "--batch-size", str(arm.batch_size),
-               "--steps", str(args.steps), "--validate-every", str(args.validate_every), "--device", args.device, "--out", str(out)]
+               "--steps", str(args.steps), "--validate-every", str(args.validate_every), "--device", args.device, "--out", str(out), "--seed", str(seed)]
     if arm.reorder:
         command.append("--reorder")
     if args.float64:
@@ -254,9 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validate-every", type=int, default=25, help="steps between validations")
     parser.add_argument("--processes", type=int, default=2, help="N of the multi-process arms")
     parser.add_argument("--threshold-fraction", type=float, default=0.6, help="threshold: the reference's validation loss at this fraction of its steps")
-    parser.add_argument("--arms", help="comma-separated arm names to run (default: all; the table needs all)")
+    parser.add_argument("--arms", help="comma-separated arm names to run (default: all; the table needs 1proc and a reordered arm)")
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL)")
     parser.add_argument("--float64", action="store_true", help="train and validate in float64 (rounding 1e9 times smaller): tells rounding from computation")
+    parser.add_argument("--seeds", help="comma-separated seeds: every arm runs once per seed (OUT/seed_S/ARM) and seeds.md sums them up (default: the config's seed, in OUT)")
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rank-of", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reorder", action="store_true", help=argparse.SUPPRESS)
@@ -268,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         world = init_from_env(args.device)
         try:
             train_arm(args.config, args.batch_size, args.steps, args.validate_every, args.reorder, args.out, world,
-                      torch.float64 if args.float64 else torch.float32)
+                      torch.float64 if args.float64 else torch.float32, args.seed)
             barrier(world)  # ranks leave together: a rank that leaves while rank 0 validates aborts in gloo
         finally:
             shutdown(world)
@@ -279,21 +282,66 @@ def main(argv: list[str] | None = None) -> int:
     unknown = chosen - {arm.name for arm in arms}
     if unknown:
         parser.error(f"--arms: unknown {sorted(unknown)}; expected some of {[arm.name for arm in arms]}")
-    for arm in arms:
-        if arm.name in chosen:
-            run_arm(arm, args)
-    curves = {arm.name: read_curve(args.out / arm.name / "curve.csv") for arm in arms if (args.out / arm.name / "curve.csv").is_file()}
-    if len(curves) < len(arms):
-        logger.info("table skipped: curves of %s missing", sorted({arm.name for arm in arms} - set(curves)))
-        return 0
-    threshold, tolerance, rows = summarize(curves, arms, args.threshold_fraction)
-    write_csv(args.out / "scaling.csv", rows, TABLE_FIELDS)
-    text = (f"Threshold: validation loss {threshold:.5f} (the 1proc run at {args.threshold_fraction:.0%} of {args.steps} steps); "
+    seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [config.seed]
+    tables = {}
+    for seed in seeds:
+        out_dir = args.out / f"seed_{seed}" if args.seeds else args.out
+        for arm in arms:
+            if arm.name in chosen:
+                run_arm(arm, args, seed, out_dir)
+        tables[seed] = write_table(arms, out_dir, args.threshold_fraction, f"the 1proc run at {args.threshold_fraction:.0%} of {args.steps} steps")
+    needed = {"1proc_reordered", f"{args.processes}proc", f"{args.processes}proc_reordered"}
+    if args.seeds and all(rows is not None and needed <= {row["arm"] for row in rows} for rows in tables.values()):
+        rows, agrees = seed_summary(tables, args.processes)
+        text = (f"Over {len(seeds)} seeds the {args.processes}-process arm {'agrees' if agrees else 'does not agree'} with 1proc: "
+                f"its mean RMS relative difference is {'within' if agrees else 'above'} {AGREEMENT_FACTOR} x the mean of the larger "
+                "float-order control.\n\n" + markdown_table(rows, SEED_FIELDS))
+        with atomic_write(args.out / "seeds.md") as temporary:
+            temporary.write_text(text)
+        logger.info("\n%s", text)
+    return 0
+
+
+def write_table(arms: list[Arm], out_dir: Path, fraction: float, reference_text: str) -> list[dict] | None:
+    """``scaling.csv`` and ``scaling.md`` of the arms with a curve in ``out_dir`` (None, and no table, without the
+    reference or a float-order control)."""
+    curves = {arm.name: read_curve(out_dir / arm.name / "curve.csv") for arm in arms if (out_dir / arm.name / "curve.csv").is_file()}
+    present = [arm for arm in arms if arm.name in curves]
+    if arms[0] not in present or not any(arm.reorder for arm in present[1:]):
+        logger.info("table skipped: it needs the %s curve and a reordered arm's; found %s", arms[0].name, sorted(curves))
+        return None
+    threshold, tolerance, rows = summarize(curves, present, fraction)
+    write_csv(out_dir / "scaling.csv", rows, TABLE_FIELDS)
+    text = (f"Threshold: validation loss {threshold:.5f} ({reference_text}); "
             f"agreement: RMS relative difference from 1proc <= {tolerance:.2e} ({AGREEMENT_FACTOR} x the larger float_order_rms).\n\n" + markdown_table(rows, TABLE_FIELDS))
-    with atomic_write(args.out / "scaling.md") as temporary:
+    with atomic_write(out_dir / "scaling.md") as temporary:
         temporary.write_text(text)
     logger.info("\n%s", text)
-    return 0
+    return rows
+
+
+SEED_FIELDS = ("seed", "rule_rms_vs_1proc", "control_1proc", "control_nproc", "larger_control", "rule_over_control")
+
+
+def seed_summary(tables: dict[int, list[dict]], processes: int) -> tuple[list[dict], bool]:
+    """One row per seed (the rule's arm against 1proc, and the two float-order controls), a mean row, and whether
+    the rule agrees over the seeds: its mean difference within ``AGREEMENT_FACTOR`` times the mean larger control.
+
+    One run per arm is one draw of a chaotic trajectory; over several seeds the rule and the controls are compared
+    as distributions, which tells a computation that differs in kind from rounding that drew a large difference."""
+    rows = []
+    for seed, table in tables.items():
+        by_arm = {row["arm"]: row for row in table}
+        rule = float(by_arm[f"{processes}proc"]["rms_rel_diff_vs_1proc"])
+        controls = float(by_arm["1proc_reordered"]["float_order_rms"]), float(by_arm[f"{processes}proc_reordered"]["float_order_rms"])
+        rows.append({"seed": seed, "rule_rms_vs_1proc": rule, "control_1proc": controls[0], "control_nproc": controls[1], "larger_control": max(controls)})
+    mean = {field: sum(row[field] for row in rows) / len(rows) for field in SEED_FIELDS[1:5]}
+    rows.append({"seed": "mean", **mean})
+    for row in rows:
+        row["rule_over_control"] = f"{row['rule_rms_vs_1proc'] / row['larger_control']:.2f}"
+        for field in SEED_FIELDS[1:5]:
+            row[field] = f"{row[field]:.2e}"
+    return rows, mean["rule_rms_vs_1proc"] <= AGREEMENT_FACTOR * mean["larger_control"]
 
 
 if __name__ == "__main__":

@@ -54,3 +54,21 @@ def test_the_scaling_run_writes_every_arms_curve_and_the_table(tiny_config, tmp_
         rows = {row["arm"]: row for row in csv.DictReader(f)}
     assert rows["1proc"]["steps_to_threshold"] == "1" and rows["2proc"]["global_batch"] == "2"
     assert "| 2proc_batchx2 | 2 | 4 |" in (tmp_path / "out" / "scaling.md").read_text()
+
+
+def test_an_arms_seed_sets_its_initial_weights_and_data(tiny_config, tmp_path):
+    world = World(0, 1, torch.device("cpu"))
+    for name, seed in (("default", None), ("zero", 0), ("one", 1)):
+        train_arm(tiny_config, 2, 1, 1, False, tmp_path / name, world, seed=seed)
+    first = {name: read_curve(tmp_path / name / "curve.csv")[0]["val_total"] for name in ("default", "zero", "one")}
+    assert first["default"] == first["zero"]  # tiny.toml's seed is 0; one process, one code path
+    assert first["one"] != first["zero"]
+
+
+@pytest.mark.slow
+def test_the_seeded_runs_write_each_seeds_table_and_the_summary(tiny_config, tmp_path):
+    assert scaling(tiny_config, tmp_path / "out", "--seeds", "0,1", "--arms", "1proc,1proc_reordered,2proc,2proc_reordered") == 0
+    for seed in (0, 1):
+        assert (tmp_path / "out" / f"seed_{seed}" / "scaling.md").is_file()
+    summary = (tmp_path / "out" / "seeds.md").read_text()
+    assert "Over 2 seeds the 2-process arm" in summary and "| mean |" in summary

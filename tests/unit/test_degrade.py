@@ -4,8 +4,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import soundfile as sf
 import synthetic
 
+from speakup_fx.data.corpus import ManifestRow
+from speakup_fx.data.dataset import DegradedSpeech
 from speakup_fx.data.degrade import (
     DegradeConfig,
     DegradeParams,
@@ -199,3 +202,32 @@ def test_targets_without_a_room_are_all_dry_and_unknown_kinds_raise():
         np.testing.assert_array_equal(target, degrader.target(clean, params))
     with pytest.raises(ValueError, match="targets: unknown"):
         degrader.targets(clean, params, ("wet",))
+
+
+def speech_set(tmp_path, **options) -> DegradedSpeech:
+    path = tmp_path / "speech.flac"
+    sf.write(path, synthetic.speech_like(3.0, SAMPLE_RATE)[0], SAMPLE_RATE)
+    row = ManifestRow("train", "speech", "synthetic", path, 3.0, SAMPLE_RATE, "CC0")
+    return DegradedSpeech([row], make_degrader(), SAMPLE_RATE, seed=5, targets=("dry",), **options)
+
+
+def test_lead_silence_puts_the_noise_alone_before_the_speech(tmp_path):
+    lead = speech_set(tmp_path, lead_silence_prob=1.0, lead_silence_s_range=(0.25, 0.5))
+    quarter = SAMPLE_RATE // 4
+    for index in range(6):
+        noisy, target = (x[0].numpy() for x in lead[(0, index)])
+        assert not target[:quarter].any() and rms_db(target) > rms_db(noisy) - 40  # silent first, then speech
+        assert target[SAMPLE_RATE // 2 :].any()  # at most 0.5 s of silence
+        if rms_db(noisy - target) > -100:  # a noisy example (some draws are clean only): the noise plays alone
+            assert rms_db(noisy[:quarter]) > -100
+
+
+def test_lead_silence_off_leaves_the_examples_as_they_were(tmp_path):
+    plain, off = speech_set(tmp_path), speech_set(tmp_path, lead_silence_prob=0.0)
+    for index in range(3):
+        for a, b in zip(plain[(1, index)], off[(1, index)]):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match="shorter than the 16000 samples segment"):
+        speech_set(tmp_path, lead_silence_prob=0.5, lead_silence_s_range=(0.5, 1.0))
+    with pytest.raises(ValueError, match="lead_silence_prob"):
+        speech_set(tmp_path, lead_silence_prob=1.5)
