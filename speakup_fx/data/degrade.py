@@ -31,6 +31,10 @@ TARGETS = ("dry", "reverberant", "early")
 """Kinds of training target ``Degrader.targets`` makes."""
 
 CODECS = ("libopus", "libmp3lame", "aac")
+
+NOISE_SPEED_STEPS = 20
+"""Noise speeds are drawn as k / 20, so each resampling ratio is a small fraction (16 kHz x 21/20 = 16.8 kHz: 20/21)."""
+
 _CODEC_CONTAINERS = {"libopus": "ogg", "libmp3lame": "mp3", "aac": "adts"}
 _MAX_CODEC_DELAY_SAMPLES = 4096
 
@@ -56,6 +60,10 @@ class DegradeConfig:
     eq_max_bands: int = field(default=3, metadata={"help": "most EQ bands (peaks and shelves)"})
     noise_eq_prob: float = field(default=0.0, metadata={"help": "chance of random EQ on the noise alone, before the SNR mix (RNNoise, DeepFilterNet)"})
     noise_eq_gain_db: float = field(default=15.0, metadata={"help": "largest boost or cut of the noise EQ, dB"})
+    second_noise_prob: float = field(default=0.0, metadata={"help": "chance a second noise recording plays with the first (new scenes from the same banks)"})
+    second_noise_db_range: tuple[float, float] = field(default=(-10.0, 0.0), metadata={"help": "level of the second noise relative to the first, dB"})
+    noise_speed_prob: float = field(default=0.0, metadata={"help": "chance the noise plays faster or slower (its pitch and spectrum shift with it)"})
+    noise_speed_range: tuple[float, float] = field(default=(0.8, 1.2), metadata={"help": "slowest and fastest noise speed (drawn as k / NOISE_SPEED_STEPS)"})
     bandlimit_prob: float = field(default=0.25, metadata={"help": "chance of a phone-like band limit"})
     lowpass_hz_range: tuple[float, float] = field(default=(3400.0, 7500.0), metadata={"help": "band-limit cutoff, Hz"})
     level_db_range: tuple[float, float] = field(default=(-38.0, -18.0), metadata={"help": "RMS level of the clean speech, dBFS"})
@@ -87,6 +95,10 @@ class DegradeParams:
     noise_offset: int = 0
     snr_db: float | None = None
     noise_eq_bands: tuple[EqBand, ...] = ()
+    second_noise_index: int | None = None
+    second_noise_offset: int = 0
+    second_noise_db: float = 0.0
+    noise_speed: float = 1.0
     rir_index: int | None = None
     rt60_s: float | None = None
     drr_db: float | None = None
@@ -287,6 +299,13 @@ class Degrader:
             kw["snr_db"] = float(rng.uniform(*(c.snr_tail_db_range if tail else c.snr_db_range)))
             if c.noise_eq_prob > 0 and rng.random() < c.noise_eq_prob:  # no draw when off: old draws stay
                 kw["noise_eq_bands"] = self._draw_eq(rng, c.noise_eq_gain_db)
+            if c.second_noise_prob > 0 and rng.random() < c.second_noise_prob:
+                kw["second_noise_index"] = int(rng.integers(len(self.noises)))
+                kw["second_noise_offset"] = int(rng.integers(len(self.noises[kw["second_noise_index"]])))
+                kw["second_noise_db"] = float(rng.uniform(*c.second_noise_db_range))
+            if c.noise_speed_prob > 0 and rng.random() < c.noise_speed_prob:
+                low, high = (round(v * NOISE_SPEED_STEPS) for v in c.noise_speed_range)
+                kw["noise_speed"] = int(rng.integers(low, high + 1)) / NOISE_SPEED_STEPS
         if self.rirs and rng.random() < c.reverb_prob:
             simulated = len(self.rirs) - self.real_rir_count
             if self.real_rir_count and (simulated == 0 or rng.random() < c.real_rir_prob):
@@ -389,6 +408,22 @@ class Degrader:
         return 1.0 if not np.isfinite(level) else float(10 ** ((params.level_db - level) / 20))
 
     def _noise(self, params: DegradeParams, frames: int) -> np.ndarray:
-        noise = self.noises[params.noise_index]
-        reps = -(-(params.noise_offset + frames) // len(noise))
-        return _equalise(np.tile(noise, reps)[params.noise_offset : params.noise_offset + frames], params.noise_eq_bands, self.config.sample_rate)
+        """``frames`` of the drawn noise: its recording from the drawn offset (looped), plus the second one at its
+        relative level, played at the drawn speed, through the noise EQ."""
+        rate = self.config.sample_rate
+        played_rate = int(round(rate * params.noise_speed))  # `frames` at `rate` hold this many frames of the recordings
+        needed = -(-frames * played_rate // rate)
+        noise = self._looped(params.noise_index, params.noise_offset, needed)
+        if params.second_noise_index is not None:
+            second = self._looped(params.second_noise_index, params.second_noise_offset, needed)
+            gain_db = params.second_noise_db + rms_db(noise) - rms_db(second)
+            if np.isfinite(gain_db):  # a silent stretch of either recording adds nothing
+                noise = noise + second * np.float32(10 ** (gain_db / 20))
+        if played_rate != rate:
+            noise = resample(noise, played_rate, rate)[:frames]
+        return _equalise(noise, params.noise_eq_bands, rate)
+
+    def _looped(self, index: int, offset: int, frames: int) -> np.ndarray:
+        """``frames`` of noise recording ``index`` from ``offset``, looped."""
+        noise = self.noises[index]
+        return np.tile(noise, -(-(offset + frames) // len(noise)))[offset : offset + frames]

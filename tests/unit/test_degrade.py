@@ -174,6 +174,45 @@ def test_noise_eq_draws_share_and_off_leaves_the_draws_as_they_were():
         assert plain.draw(np.random.default_rng([4, i])) == gain_only.draw(np.random.default_rng([4, i]))
 
 
+def test_a_second_noise_plays_with_the_first_at_its_relative_level_and_the_snr_holds():
+    degrader = make_degrader()
+    clean = synthetic.speech_like(1.0, SAMPLE_RATE)[0]
+    one = DegradeParams(level_db=-25.0, noise_index=0, noise_offset=100, snr_db=5.0)
+    two = replace(one, second_noise_index=1, second_noise_offset=7, second_noise_db=0.0)
+    target = degrader.target(clean, one)
+    alone, mixed = (degrader.apply(clean, p) - target for p in (one, two))
+    assert rms_db(target) - rms_db(mixed) == pytest.approx(5.0, abs=0.01)
+    # two independent white noises at equal level: the first is half the mixture's power
+    assert np.corrcoef(alone, mixed)[0, 1] == pytest.approx(np.sqrt(0.5), abs=0.03)
+    quiet = replace(two, second_noise_db=-20.0)
+    assert np.corrcoef(alone, degrader.apply(clean, quiet) - target)[0, 1] == pytest.approx(1 / np.sqrt(1.01), abs=0.01)
+
+
+def test_a_faster_noise_moves_up_in_frequency():
+    tone = (0.1 * np.sin(2 * np.pi * 1000.0 * np.arange(SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32)
+    degrader = Degrader([tone], [], 0, DegradeConfig())
+    params = DegradeParams(level_db=-25.0, noise_index=0, snr_db=0.0)
+    speech = synthetic.speech_like(0.5, SAMPLE_RATE)[0]
+    for speed in (0.8, 1.0, 1.2):
+        noise = degrader.apply(speech, replace(params, noise_speed=speed)) - degrader.target(speech, params)
+        assert len(noise) == len(speech)
+        spectrum = np.abs(np.fft.rfft(noise * np.hanning(len(noise))))
+        assert np.fft.rfftfreq(len(noise), 1 / SAMPLE_RATE)[np.argmax(spectrum)] == pytest.approx(1000.0 * speed, abs=4.0)
+
+
+def test_second_noise_and_speed_draws_share_grid_and_off_leaves_the_draws_as_they_were():
+    varied = make_degrader(noise_prob=1.0, clean_only_prob=0.0, second_noise_prob=0.5, noise_speed_prob=0.5)
+    draws = [varied.draw(np.random.default_rng([6, i])) for i in range(1000)]
+    assert np.mean([d.second_noise_index is not None for d in draws]) == pytest.approx(0.5, abs=0.05)
+    assert all(-10.0 <= d.second_noise_db <= 0.0 for d in draws)
+    speeds = {d.noise_speed for d in draws}
+    assert speeds == {k / 20 for k in range(16, 25)}
+    assert np.mean([d.noise_speed != 1.0 for d in draws]) == pytest.approx(0.5 * 8 / 9, abs=0.05)
+    plain, ranges_only = make_degrader(), make_degrader(second_noise_db_range=(-3.0, -2.0), noise_speed_range=(0.9, 1.1))
+    for i in range(50):
+        assert plain.draw(np.random.default_rng([4, i])) == ranges_only.draw(np.random.default_rng([4, i]))
+
+
 def test_targets_keep_the_room_whole_early_or_not_at_all():
     degrader = make_degrader(early_reflections_s=0.05, late_decay_s=0.1)
     clean = np.zeros(2 * SAMPLE_RATE, np.float32)
