@@ -3,6 +3,9 @@
 Each speech file is scored once with DNSMOS P.835 (``eval.metrics.dnsmos``) at 16 kHz; the scores are
 kept in a CSV in the training cache, keyed by a SHA-256 of the file's bytes, so a changed file is scored
 again and a copy of the data (new paths or modification times, as on a fresh machine) is not. Ranks of a DDP run that score at once each write the same table atomically.
+The scores of the shared training speech ship with the package (``SHIPPED_SCORES``, same format, paths relative
+to the data folder): scoring its 2 h takes most of an hour on one CPU thread, and with the table every machine
+filters on the same figures, whatever its ONNX runtime rounds.
 """
 
 from __future__ import annotations
@@ -24,21 +27,32 @@ SCORE_NAMES = ("sig", "bak", "ovrl")
 
 _CACHE_NAME = "clean_speech_dnsmos.csv"
 
+SHIPPED_SCORES = Path(__file__).with_name(_CACHE_NAME)
+"""DNSMOS scores of the shared data's training speech, keyed by content (read before the cache)."""
+
 
 def _content_key(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def clean_speech_scores(rows: Sequence[ManifestRow], cache_dir: str | Path) -> dict[Path, dict[str, float]]:
-    """DNSMOS ``{sig, bak, ovrl}`` of each row's file, computed for the files the cache lacks."""
-    cache = Path(cache_dir) / _CACHE_NAME
+def read_scores(table: Path) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """A score table's ``{sha256: {sig, bak, ovrl}}`` and ``{sha256: path}`` (empty when there is no table)."""
     known: dict[str, dict[str, float]] = {}
     paths: dict[str, str] = {}  # for the reader of the table only
-    if cache.is_file():
-        with cache.open(newline="") as f:
+    if table.is_file():
+        with table.open(newline="") as f:
             for r in csv.DictReader(f):
                 known[r["sha256"]], paths[r["sha256"]] = {n: float(r[n]) for n in SCORE_NAMES}, r["path"]
+    return known, paths
+
+
+def clean_speech_scores(rows: Sequence[ManifestRow], cache_dir: str | Path, shipped: Path = SHIPPED_SCORES) -> dict[Path, dict[str, float]]:
+    """DNSMOS ``{sig, bak, ovrl}`` of each row's file, computed for the files neither ``shipped`` nor the cache holds."""
+    cache = Path(cache_dir) / _CACHE_NAME
+    known, _ = read_scores(shipped)
+    cached, paths = read_scores(cache)
+    known.update(cached)
     keys = {row.path: _content_key(row.path) for row in rows}
     missing = [row for row in rows if keys[row.path] not in known]
     if missing:
@@ -51,7 +65,7 @@ def clean_speech_scores(rows: Sequence[ManifestRow], cache_dir: str | Path) -> d
         with atomic_write(cache) as temporary, temporary.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(("sha256", "path") + SCORE_NAMES)
-            writer.writerows((key, paths[key]) + tuple(scores[n] for n in SCORE_NAMES) for key, scores in sorted(known.items()))
+            writer.writerows((key, paths[key]) + tuple(scores[n] for n in SCORE_NAMES) for key, scores in sorted(known.items()) if key in paths)
     return {row.path: known[keys[row.path]] for row in rows}
 
 

@@ -73,3 +73,21 @@ def test_a_copy_of_the_data_elsewhere_is_not_scored_again(rows, tmp_path, counte
 def test_a_zero_threshold_scores_nothing(rows, tmp_path, counted):
     assert quality.keep_clean(rows, tmp_path / "cache", 0.0) == rows
     assert counted == [] and not (tmp_path / "cache").exists()
+
+
+def test_shipped_scores_are_read_first_and_only_the_rest_is_scored(rows, tmp_path, counted):
+    shipped = tmp_path / "shipped.csv"
+    key = quality._content_key(rows[0].path)
+    shipped.write_text(f"sha256,path,sig,bak,ovrl\n{key},speech/clean.flac,3.5,4.25,3.25\n")
+    scores = quality.clean_speech_scores(rows, tmp_path / "cache", shipped)
+    assert scores[rows[0].path] == {"sig": 3.5, "bak": 4.25, "ovrl": 3.25} and len(counted) == 1
+    # the cache keeps what this machine scored, not the shipped rows
+    cached, _ = quality.read_scores(tmp_path / "cache" / "clean_speech_dnsmos.csv")
+    assert list(cached) == [quality._content_key(rows[1].path)]
+
+
+def test_the_shipped_table_holds_scores_of_every_training_speech_file():
+    known, paths = quality.read_scores(quality.SHIPPED_SCORES)
+    assert len(known) == len(paths) >= 800  # the shared data's 16 kHz training speech
+    assert all(not path.startswith("/") and path.startswith("speech_16k/") for path in paths.values())
+    assert all(1.0 <= s["bak"] <= 5.0 for s in known.values())
