@@ -74,6 +74,13 @@ class DegradeConfig:
     early_reflections_s: float = field(default=0.05, metadata={"help": "room response kept whole after the direct path in the 'early' target, s"})
     late_decay_s: float = field(default=0.1, metadata={"help": "extra 60 dB decay time of the tail after the early part in the 'early' target, s"})
 
+    def __post_init__(self) -> None:
+        low_speed, high_speed = self.noise_speed_range
+        if not 0 < low_speed <= high_speed or round(low_speed * NOISE_SPEED_STEPS) < 1:
+            raise ValueError(f"degrade.noise_speed_range {self.noise_speed_range}: expected 0 < slowest <= fastest, slowest >= 1/{NOISE_SPEED_STEPS}")
+        if self.second_noise_db_range[0] > self.second_noise_db_range[1]:
+            raise ValueError(f"degrade.second_noise_db_range {self.second_noise_db_range}: expected (lowest, highest)")
+
 
 @dataclass(frozen=True)
 class EqBand:

@@ -283,16 +283,16 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--arms: unknown {sorted(unknown)}; expected some of {[arm.name for arm in arms]}")
     seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [config.seed]
-    tables = {}
+    curves_by_seed = {}
     for seed in seeds:
         out_dir = args.out / f"seed_{seed}" if args.seeds else args.out
         for arm in arms:
             if arm.name in chosen:
                 run_arm(arm, args, seed, out_dir)
-        tables[seed] = write_table(arms, out_dir, args.threshold_fraction, f"the 1proc run at {args.threshold_fraction:.0%} of {args.steps} steps")
-    needed = {"1proc_reordered", f"{args.processes}proc", f"{args.processes}proc_reordered"}
-    if args.seeds and all(rows is not None and needed <= {row["arm"] for row in rows} for rows in tables.values()):
-        rows, agrees = seed_summary(tables, args.processes)
+        curves_by_seed[seed] = write_table(arms, out_dir, args.threshold_fraction, f"the 1proc run at {args.threshold_fraction:.0%} of {args.steps} steps")
+    needed = {"1proc", "1proc_reordered", f"{args.processes}proc", f"{args.processes}proc_reordered"}
+    if args.seeds and all(curves is not None and needed <= set(curves) for curves in curves_by_seed.values()):
+        rows, agrees = seed_summary(curves_by_seed, args.processes)
         text = (f"Over {len(seeds)} seeds the {args.processes}-process arm {'agrees' if agrees else 'does not agree'} with 1proc: "
                 f"its mean RMS relative difference is {'within' if agrees else 'above'} {AGREEMENT_FACTOR} x the mean of the larger "
                 "float-order control.\n\n" + markdown_table(rows, SEED_FIELDS))
@@ -302,9 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_table(arms: list[Arm], out_dir: Path, fraction: float, reference_text: str) -> list[dict] | None:
-    """``scaling.csv`` and ``scaling.md`` of the arms with a curve in ``out_dir`` (None, and no table, without the
-    reference or a float-order control)."""
+def write_table(arms: list[Arm], out_dir: Path, fraction: float, reference_text: str) -> dict[str, list[dict]] | None:
+    """``scaling.csv`` and ``scaling.md`` of the arms with a curve in ``out_dir``, and those curves by arm (None,
+    and no table, without the reference or a float-order control)."""
     curves = {arm.name: read_curve(out_dir / arm.name / "curve.csv") for arm in arms if (out_dir / arm.name / "curve.csv").is_file()}
     present = [arm for arm in arms if arm.name in curves]
     if arms[0] not in present or not any(arm.reorder for arm in present[1:]):
@@ -317,24 +317,26 @@ def write_table(arms: list[Arm], out_dir: Path, fraction: float, reference_text:
     with atomic_write(out_dir / "scaling.md") as temporary:
         temporary.write_text(text)
     logger.info("\n%s", text)
-    return rows
+    return curves
 
 
 SEED_FIELDS = ("seed", "rule_rms_vs_1proc", "control_1proc", "control_nproc", "larger_control", "rule_over_control")
 
 
-def seed_summary(tables: dict[int, list[dict]], processes: int) -> tuple[list[dict], bool]:
-    """One row per seed (the rule's arm against 1proc, and the two float-order controls), a mean row, and whether
-    the rule agrees over the seeds: its mean difference within ``AGREEMENT_FACTOR`` times the mean larger control.
+def seed_summary(curves_by_seed: dict[int, dict[str, list[dict]]], processes: int) -> tuple[list[dict], bool]:
+    """One row per seed (the rule's arm against 1proc, and each float-order control against its own arm), a mean
+    row, and whether the rule agrees over the seeds: its mean difference within ``AGREEMENT_FACTOR`` times the
+    mean larger control.
 
     One run per arm is one draw of a chaotic trajectory; over several seeds the rule and the controls are compared
     as distributions, which tells a computation that differs in kind from rounding that drew a large difference."""
+    rule_arm = f"{processes}proc"
     rows = []
-    for seed, table in tables.items():
-        by_arm = {row["arm"]: row for row in table}
-        rule = float(by_arm[f"{processes}proc"]["rms_rel_diff_vs_1proc"])
-        controls = float(by_arm["1proc_reordered"]["float_order_rms"]), float(by_arm[f"{processes}proc_reordered"]["float_order_rms"])
-        rows.append({"seed": seed, "rule_rms_vs_1proc": rule, "control_1proc": controls[0], "control_nproc": controls[1], "larger_control": max(controls)})
+    for seed, curves in curves_by_seed.items():
+        controls = (rms_relative_difference(curves["1proc_reordered"], curves["1proc"]),
+                    rms_relative_difference(curves[f"{rule_arm}_reordered"], curves[rule_arm]))
+        rows.append({"seed": seed, "rule_rms_vs_1proc": rms_relative_difference(curves[rule_arm], curves["1proc"]),
+                     "control_1proc": controls[0], "control_nproc": controls[1], "larger_control": max(controls)})
     mean = {field: sum(row[field] for row in rows) / len(rows) for field in SEED_FIELDS[1:5]}
     rows.append({"seed": "mean", **mean})
     for row in rows:

@@ -211,6 +211,10 @@ def test_second_noise_and_speed_draws_share_grid_and_off_leaves_the_draws_as_the
     plain, ranges_only = make_degrader(), make_degrader(second_noise_db_range=(-3.0, -2.0), noise_speed_range=(0.9, 1.1))
     for i in range(50):
         assert plain.draw(np.random.default_rng([4, i])) == ranges_only.draw(np.random.default_rng([4, i]))
+    with pytest.raises(ValueError, match="noise_speed_range"):
+        DegradeConfig(noise_speed_range=(1.2, 0.8))
+    with pytest.raises(ValueError, match="second_noise_db_range"):
+        DegradeConfig(second_noise_db_range=(0.0, -10.0))
 
 
 def test_targets_keep_the_room_whole_early_or_not_at_all():

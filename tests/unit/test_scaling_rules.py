@@ -87,19 +87,22 @@ def test_the_summary_needs_a_float_order_control():
         summarize({"1proc": curve(REFERENCE), "2proc": curve(REFERENCE)}, [Arm("1proc", 1, 8), Arm("2proc", 2, 8)], 0.6)
 
 
-def seed_table(rule, control_one, control_n):
-    return [{"arm": "1proc", "rms_rel_diff_vs_1proc": "0.00e+00", "float_order_rms": ""},
-            {"arm": "1proc_reordered", "rms_rel_diff_vs_1proc": f"{control_one:.2e}", "float_order_rms": f"{control_one:.2e}"},
-            {"arm": "2proc", "rms_rel_diff_vs_1proc": f"{rule:.2e}", "float_order_rms": ""},
-            {"arm": "2proc_reordered", "rms_rel_diff_vs_1proc": f"{rule:.2e}", "float_order_rms": f"{control_n:.2e}"}]
+def seed_curves(rule, control_one, control_n):
+    """Curves whose RMS relative differences are exactly the given ones (alternating signs around REFERENCE)."""
+    def shifted(values, by):
+        return [v * (1 + by * (-1) ** i) for i, v in enumerate(values)]
+
+    ranks = shifted(REFERENCE, rule)
+    return {"1proc": curve(REFERENCE), "1proc_reordered": curve(shifted(REFERENCE, control_one)), "2proc": curve(ranks),
+            "2proc_reordered": curve(shifted(ranks, control_n))}
 
 
 def test_over_seeds_the_rule_is_judged_by_its_mean_against_the_mean_larger_control():
     # one seed draws a rule difference 5x its controls, the others do not: the means decide
-    rows, agrees = seed_summary({0: seed_table(5e-3, 1e-3, 5e-4), 1: seed_table(1e-3, 2e-3, 1e-3), 2: seed_table(1e-3, 1e-3, 3e-3)}, 2)
+    rows, agrees = seed_summary({0: seed_curves(5e-3, 1e-3, 5e-4), 1: seed_curves(1e-3, 2e-3, 1e-3), 2: seed_curves(1e-3, 1e-3, 3e-3)}, 2)
     assert [row["seed"] for row in rows] == [0, 1, 2, "mean"]
     assert rows[0]["rule_over_control"] == "5.00" and rows[0]["larger_control"] == "1.00e-03"
     assert rows[-1]["rule_rms_vs_1proc"] == "2.33e-03" and rows[-1]["larger_control"] == "2.00e-03"
     assert agrees  # 2.33e-3 <= 2 x 2e-3
-    _, agrees = seed_summary({0: seed_table(5e-3, 1e-3, 5e-4), 1: seed_table(6e-3, 1e-3, 1e-3)}, 2)
+    _, agrees = seed_summary({0: seed_curves(5e-3, 1e-3, 5e-4), 1: seed_curves(6e-3, 1e-3, 1e-3)}, 2)
     assert not agrees  # 5.5e-3 > 2 x 1e-3
