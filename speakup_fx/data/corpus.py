@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.signal
 import soundfile as sf
 
 from speakup_fx.atomic import atomic_write
@@ -69,13 +71,21 @@ BABBLE_S = 6.0
 """Length of each babble recording, s."""
 
 
-def make_babble(speech: list[ManifestRow], count: int, talkers: tuple[int, int], sample_rate: int, seed: int) -> list[np.ndarray]:
+def make_babble(
+    speech: list[ManifestRow], count: int, talkers: tuple[int, int], sample_rate: int, seed: int,
+    rirs: Sequence[np.ndarray] = (), room_prob: float = 0.0,
+) -> list[np.ndarray]:
     """``count`` babble recordings of ``BABBLE_S``: each the sum of ``talkers[0]``..``talkers[1]`` random speech files
     (looped, from a random offset, each at the same RMS within +-3 dB): the café and crowd noise that the recorded
-    noise banks hardly hold (DNS-challenge practice). Seeded; pass training speech only."""
+    noise banks hardly hold (DNS-challenge practice). With ``room_prob``, each talker is heard through a room
+    drawn from ``rirs`` with that probability: a crowd across a room rather than close-miked voices (the draws
+    of the talkers themselves do not change). Seeded; pass training speech only."""
     if not speech:
         raise ValueError("babble: no speech files")
+    if room_prob and not len(rirs):
+        raise ValueError("babble: room_prob needs rooms")
     rng = np.random.default_rng([seed, 0xBABB1E])
+    rooms = np.random.default_rng([seed, 0xBABB1E, 1])
     frames = int(BABBLE_S * sample_rate)
     loaded: dict[Path, np.ndarray] = {}
     babble = []
@@ -87,7 +97,11 @@ def make_babble(speech: list[ManifestRow], count: int, talkers: tuple[int, int],
                 loaded[row.path] = load_mono(row.path, sample_rate)
             audio = loaded[row.path]
             start = int(rng.integers(len(audio)))
-            talker = np.tile(audio, -(-(start + frames) // len(audio)))[start : start + frames].astype(np.float64)
+            rir = rirs[int(rooms.integers(len(rirs)))] if room_prob and rooms.random() < room_prob else None
+            lead = 0 if rir is None else len(rir) - 1  # the room's tail from the speech before the window
+            talker = np.tile(audio, -(-(start + frames + lead) // len(audio)))[start : start + frames + lead].astype(np.float64)
+            if rir is not None:
+                talker = scipy.signal.fftconvolve(talker, rir, mode="valid")
             rms = np.sqrt(np.mean(np.square(talker)))
             if rms > 0:
                 mix += talker / rms * 10 ** (rng.uniform(-3.0, 3.0) / 20)

@@ -38,6 +38,7 @@ class DataConfig:
     min_clean_dnsmos_bak: float = field(default=0.0, metadata={"help": "train only on speech files whose DNSMOS BAK (1-5, no reference) is at least this (validation files are kept); 0: keep all"})
     babble_noises: int = field(default=0, metadata={"help": "babble recordings (sums of training talkers, data.corpus.make_babble) added to the noise bank"})
     babble_talkers: tuple[int, int] = field(default=(3, 8), metadata={"help": "fewest and most talkers in one babble recording"})
+    babble_room_prob: float = field(default=0.0, metadata={"help": "share of babble talkers heard through a room from the room bank"})
     lead_silence_prob: float = field(default=0.0, metadata={"help": "chance an example's speech starts after a silence (noise alone first, as recordings start)"})
     lead_silence_s_range: tuple[float, float] = field(default=(0.2, 1.0), metadata={"help": "shortest and longest lead-in silence, s"})
     shards: str = field(default="", metadata={"help": "folder of pairs written by `speakup spark degrade` to train from instead of degrading on the fly ('': on the fly)"})
@@ -46,6 +47,8 @@ class DataConfig:
         unknown = set(self.targets) - set(TARGETS)
         if unknown or not self.targets:
             raise ValueError(f"data.targets: expected some of {TARGETS}, got {list(self.targets)}")
+        if not 0.0 <= self.babble_room_prob <= 1.0:
+            raise ValueError(f"data.babble_room_prob: expected a probability in [0, 1], got {self.babble_room_prob}")
 
 
 @dataclass(frozen=True)

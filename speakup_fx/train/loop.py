@@ -247,7 +247,8 @@ def restore(state: State, payload: dict) -> None:
 
 def initialise_from(state: State, checkpoint_path: str | Path) -> None:
     """Start the generator (and its EMA copy) from another run's generator weights, EMA when kept; a DFNet
-    is widened when this config has more channels (``widen_state``). Step, optimizer and scores start fresh."""
+    is widened when this config has more channels (``widen_state``), and takes the weights as they are when
+    only shapeless fields differ (e.g. ``lookahead_frames``). Step, optimizer and scores start fresh."""
     payload = load_checkpoint(checkpoint_path)
     saved = from_dict(Config, payload["config"])
     weights = payload.get("generator_ema", payload["generator"])
@@ -258,8 +259,12 @@ def initialise_from(state: State, checkpoint_path: str | Path) -> None:
     if getattr(saved, name) != getattr(state.config, name):
         if name != "dfnet":
             raise ValueError(f"--init-from: {checkpoint_path} was trained with {name} {getattr(saved, name)}, the config says {getattr(state.config, name)}")
-        weights = widen_state(weights, saved.dfnet, generator)
-    generator.load_state_dict(weights)
+        if saved.dfnet.channels != state.config.dfnet.channels:
+            weights = widen_state(weights, saved.dfnet, generator)
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ValueError(f"--init-from: the weights of {checkpoint_path} do not fit this config's generator: {error}") from error
     if state.ema is not None:
         state.ema.load_state_dict(generator.state_dict())
     logger.info("new run starting from the generator of %s (step %d)", checkpoint_path, payload["step"])
@@ -273,7 +278,7 @@ def build_degrader(config: Config, degrade: DegradeConfig | None = None) -> Degr
     rirs = real + simulated_rooms_cached(c.cache_dir, c.simulated_rooms, rate, config.seed)
     noises = load_noises(c.data_dir, rate)
     if c.babble_noises:
-        noises += make_babble(split_speech(config)[0], c.babble_noises, c.babble_talkers, rate, config.seed)
+        noises += make_babble(split_speech(config)[0], c.babble_noises, c.babble_talkers, rate, config.seed, rirs, c.babble_room_prob)
     return Degrader(noises, rirs, len(real), degrade or config.degrade)
 
 

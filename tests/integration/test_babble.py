@@ -4,10 +4,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import synthetic
 
 from speakup_fx.data.corpus import BABBLE_S, make_babble, train_rows
-from speakup_fx.train.config import load_config
+from speakup_fx.train.config import Config, from_dict, load_config
 from speakup_fx.train.loop import build_degrader
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
@@ -41,3 +42,21 @@ def test_babble_noises_join_the_degraders_noise_bank(tmp_path):
     with_babble = build_degrader(replace(config, data=replace(config.data, babble_noises=5)))
     assert len(with_babble.noises) == len(plain.noises) + 5
     assert all(np.array_equal(a, b) for a, b in zip(plain.noises, with_babble.noises))
+
+
+def test_babble_talkers_heard_through_rooms_gain_the_rooms_tail(tmp_path):
+    synthetic.write_tiny_corpus(tmp_path)
+    speech = train_rows(tmp_path, "speech")
+    decay = np.exp(-np.arange(RATE // 2) / (0.1 * RATE))  # a 0.7 s RT60 tail behind the direct path
+    rir = (np.random.default_rng(0).standard_normal(RATE // 2) * decay).astype(np.float32)
+    rir[0] = 1.0
+    dry = make_babble(speech, 3, (1, 1), RATE, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(dry, make_babble(speech, 3, (1, 1), RATE, seed=1, rirs=[rir], room_prob=0.0)))
+    wet = make_babble(speech, 3, (1, 1), RATE, seed=1, rirs=[rir], room_prob=1.0)
+    assert all(w.shape == d.shape for w, d in zip(wet, dry))
+    # the room fills the talker's pauses: the frame levels spread less
+    assert np.mean([envelope_spread_db(w) for w in wet]) < np.mean([envelope_spread_db(d) for d in dry]) - 3.0
+    with pytest.raises(ValueError, match="needs rooms"):
+        make_babble(speech, 1, (1, 1), RATE, seed=1, room_prob=0.5)
+    with pytest.raises(ValueError, match="data.babble_room_prob"):
+        from_dict(Config, {"data": {"babble_room_prob": 1.5}})

@@ -221,6 +221,17 @@ def test_a_new_run_starts_from_a_narrower_runs_generator_widened(config, tmp_pat
         train(replace(wide_config, dfnet=replace(wide_config.dfnet, df_bins=8)), tmp_path / "other", CPU, max_steps=0, init_from=tmp_path / "narrow" / "checkpoint.pt")
 
 
+def test_a_new_run_takes_the_weights_of_a_run_with_another_lookahead(config, tmp_path):
+    first = train(dfnet_config(config, ema_decay=0.5), tmp_path / "first", CPU, max_steps=2)
+    later = replace(dfnet_config(config, ema_decay=0.5), dfnet=replace(first.config.dfnet, lookahead_frames=first.config.dfnet.lookahead_frames + 1))
+    second = train(later, tmp_path / "second", CPU, max_steps=0, init_from=tmp_path / "first" / "checkpoint.pt")
+    assert second.generator.latency_samples == first.generator.latency_samples + later.dfnet.hop_samples
+    for name, value in first.ema.state_dict().items():
+        assert torch.equal(second.generator.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="do not fit"):
+        train(replace(later, dfnet=replace(later.dfnet, df_order=later.dfnet.df_order + 1)), tmp_path / "third", CPU, max_steps=0, init_from=tmp_path / "first" / "checkpoint.pt")
+
+
 def test_targets_must_match_the_generators_outputs(config):
     with pytest.raises(ValueError, match="data.targets: 1 targets"):
         build_state(replace(dfnet_config(config), data=replace(config.data, targets=("dry",))), CPU)
