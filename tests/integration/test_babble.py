@@ -42,6 +42,8 @@ def test_babble_noises_join_the_degraders_noise_bank(tmp_path):
     with_babble = build_degrader(replace(config, data=replace(config.data, babble_noises=5)))
     assert len(with_babble.noises) == len(plain.noises) + 5
     assert all(np.array_equal(a, b) for a, b in zip(plain.noises, with_babble.noises))
+    in_rooms = build_degrader(replace(config, data=replace(config.data, babble_noises=5, babble_room_prob=1.0)))
+    assert not any(np.array_equal(a, b) for a, b in zip(with_babble.noises[-5:], in_rooms.noises[-5:]))
 
 
 def test_babble_talkers_heard_through_rooms_gain_the_rooms_tail(tmp_path):
