@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 DIRECT_WINDOW_S = 0.0025
 """Half-width of the window around the direct-path peak that counts as direct sound."""
 
-TARGETS = ("dry", "reverberant", "early")
+TARGETS = ("dry", "reverberant", "early", "direct")
 """Kinds of training target ``Degrader.targets`` makes."""
 
 CODECS = ("libopus", "libmp3lame", "aac")
@@ -370,14 +370,22 @@ class Degrader:
         late_s = np.maximum(np.arange(len(rir)) - start, 0) / c.sample_rate
         return (rir * np.exp(-3 * np.log(10) * late_s / c.late_decay_s)).astype(np.float32)
 
+    def direct_room(self, params: DegradeParams) -> np.ndarray | None:
+        """``room(params)`` cut to its direct sound: the Hann window of ``DIRECT_WINDOW_S`` around the peak that
+        ``reshape_drr`` scales. A measured response's direct sound carries its loudspeaker and microphone and may
+        spread over a millisecond; this is the dry speech as that room's microphone heard it."""
+        rir = self.room(params)
+        return None if rir is None else (rir * _direct_window(rir, self.config.sample_rate)[1]).astype(np.float32)
+
     def targets(self, clean: np.ndarray, params: DegradeParams, kinds: tuple[str, ...]) -> np.ndarray:
         """Targets ``(len(kinds), time)`` aligned with ``apply``: each of ``TARGETS`` is the clean speech at the
-        drawn level through no room ('dry'), the whole room ('reverberant') or its early part ('early')."""
+        drawn level through no room ('dry'), the whole room ('reverberant'), its early part ('early') or its
+        direct sound alone ('direct')."""
         unknown = set(kinds) - set(TARGETS)
         if unknown:
             raise ValueError(f"targets: unknown {sorted(unknown)}, expected some of {TARGETS}")
         dry = self.target(clean, params)
-        rooms = {"dry": lambda p: None, "reverberant": self.room, "early": self.early_room}
+        rooms = {"dry": lambda p: None, "reverberant": self.room, "early": self.early_room, "direct": self.direct_room}
         return np.stack([self._through(dry, rooms[kind](params)) for kind in kinds])
 
     @staticmethod

@@ -24,15 +24,21 @@ from speakup_fx.train.loop import build_degrader, split_speech
 
 logger = logging.getLogger(__name__)
 
+_ROOM = {
+    "clean_only_prob": 0.0, "noise_prob": 1.0, "snr_db_range": (0.0, 20.0), "reverb_prob": 1.0,
+    "eq_prob": 0.0, "bandlimit_prob": 0.0, "clip_prob": 0.0, "codec_prob": 0.0,
+}
 CONDITIONS: dict[str, dict[str, object]] = {
     # a room (measured or simulated, RT60/DRR reshaped as in training) and noise at 0-20 dB SNR, nothing else
-    "heldout_room": {
-        "clean_only_prob": 0.0, "noise_prob": 1.0, "snr_db_range": (0.0, 20.0), "reverb_prob": 1.0,
-        "eq_prob": 0.0, "bandlimit_prob": 0.0, "clip_prob": 0.0, "codec_prob": 0.0,
-    },
+    "heldout_room": _ROOM,
+    # the same pairs scored against the room's direct sound instead of the dry source (``Degrader.direct_room``)
+    "heldout_room_direct": _ROOM,
     # noise always (SI-SDR needs a degraded input), then the training mix of rooms, EQ, band limits, clipping, codecs
     "heldout_phone": {"clean_only_prob": 0.0, "noise_prob": 1.0},
 }
+
+REFERENCES: dict[str, str] = {"heldout_room_direct": "direct"}
+"""The target kind each condition writes as its clean reference; 'dry' unless named here."""
 
 PEAK_LIMIT = 0.99
 """Pairs whose noisy or clean peak exceeds this are scaled down together (FLAC is fixed point)."""
@@ -54,7 +60,8 @@ def write_heldout_sets(config: Config, out_dir: str | Path, seed: int = 1234) ->
             rng = np.random.default_rng([seed, index])
             clean = load_mono(row.path, rate)
             params = degrader.draw(rng)
-            noisy, target = degrader.apply(clean, params), degrader.target(clean, params)
+            noisy = degrader.apply(clean, params)
+            target = degrader.targets(clean, params, (REFERENCES.get(name, "dry"),))[0]
             scale = min(1.0, PEAK_LIMIT / max(float(np.abs(noisy).max()), float(np.abs(target).max()), 1e-9))
             for kind, audio in (("noisy", noisy), ("clean", target)):
                 path = folder / kind / f"{row.path.stem}.flac"

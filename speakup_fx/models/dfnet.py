@@ -276,3 +276,23 @@ def widen_state(narrow: Mapping[str, torch.Tensor], narrow_config: DFNetConfig, 
         state[f"{head}.weight"][:, old:] = 0
         state[f"{head}.bias"] = narrow[f"{head}.bias"].clone()
     return state
+
+
+def lengthen_filters(short: Mapping[str, torch.Tensor], short_config: DFNetConfig, long: DFNet) -> dict[str, torch.Tensor]:
+    """``long``'s state with ``short``'s weights in it, computing the same function: only ``df_order`` may grow.
+
+    Each old tap keeps its place relative to the newest frame it reaches; the new taps reach further into the
+    past and start with zero weights and bias (``tanh(0) = 0``: they add nothing until training moves them).
+    """
+    old, new = short_config.df_order, long.config.df_order
+    if replace(short_config, df_order=new) != long.config or new < old:
+        raise ValueError(f"lengthening needs the same DFNet config with df_order >= {old}; got {long.config}")
+    state = {name: tensor.clone() for name, tensor in short.items()}
+    outputs, bins = len(long.output_names), short_config.df_bins
+    for name in ("filters.weight", "filters.bias"):
+        taps = short[name].unflatten(0, (outputs, old, bins * 2))
+        grown = taps.new_zeros((outputs, new, bins * 2) + taps.shape[3:])
+        grown[:, new - old :] = taps
+        state[name] = grown.flatten(0, 2)
+    return state
+

@@ -20,7 +20,7 @@ from speakup_fx.data.dataset import VALIDATION_EPOCH, DegradedSpeech, EpochSampl
 from speakup_fx.data.degrade import DegradeConfig, Degrader
 from speakup_fx.data.quality import keep_clean
 from speakup_fx.data.shards import ShardedPairs
-from speakup_fx.models.dfnet import DFNet, widen_state
+from speakup_fx.models.dfnet import DFNet, lengthen_filters, widen_state
 from speakup_fx.models.discriminators import Discriminators
 from speakup_fx.models.paper import PaperGenerator
 from speakup_fx.models.streaming import StreamingGenerator
@@ -247,7 +247,8 @@ def restore(state: State, payload: dict) -> None:
 
 def initialise_from(state: State, checkpoint_path: str | Path) -> None:
     """Start the generator (and its EMA copy) from another run's generator weights, EMA when kept; a DFNet
-    is widened when this config has more channels (``widen_state``), and takes the weights as they are when
+    is widened when this config has more channels (``widen_state``), its deep filters lengthened when it has a
+    higher ``df_order`` (``lengthen_filters``), and takes the weights as they are when
     only shapeless fields differ (e.g. ``lookahead_frames``). Step, optimizer and scores start fresh."""
     payload = load_checkpoint(checkpoint_path)
     saved = from_dict(Config, payload["config"])
@@ -261,6 +262,8 @@ def initialise_from(state: State, checkpoint_path: str | Path) -> None:
             raise ValueError(f"--init-from: {checkpoint_path} was trained with {name} {getattr(saved, name)}, the config says {getattr(state.config, name)}")
         if saved.dfnet.channels != state.config.dfnet.channels:
             weights = widen_state(weights, saved.dfnet, generator)
+        elif saved.dfnet.df_order != state.config.dfnet.df_order:
+            weights = lengthen_filters(weights, saved.dfnet, generator)
     try:
         generator.load_state_dict(weights)
     except RuntimeError as error:

@@ -41,6 +41,10 @@ def test_heldout_sets_are_paired_aligned_and_reproducible(config, tmp_path):
             assert np.corrcoef(noisy, clean)[0, 1] < 0.999  # degraded
             again, _ = sf.read(tmp_path / "b" / item.input_path.relative_to(tmp_path / "a"))
             np.testing.assert_array_equal(noisy, again)
+    # the direct-sound set scores the room set's own inputs against another reference
+    for room, direct in zip(sets["heldout_room"].items, sets["heldout_room_direct"].items):
+        np.testing.assert_array_equal(sf.read(room.input_path)[0], sf.read(direct.input_path)[0])
+        assert not np.array_equal(sf.read(room.reference_path)[0], sf.read(direct.reference_path)[0])
 
 
 def test_room_target_bounds_order_the_targets_and_match_the_written_set(config, tmp_path):

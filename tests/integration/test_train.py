@@ -229,7 +229,18 @@ def test_a_new_run_takes_the_weights_of_a_run_with_another_lookahead(config, tmp
     for name, value in first.ema.state_dict().items():
         assert torch.equal(second.generator.state_dict()[name], value), name
     with pytest.raises(ValueError, match="do not fit"):
-        train(replace(later, dfnet=replace(later.dfnet, df_order=later.dfnet.df_order + 1)), tmp_path / "third", CPU, max_steps=0, init_from=tmp_path / "first" / "checkpoint.pt")
+        train(replace(later, dfnet=replace(later.dfnet, df_bins=later.dfnet.df_bins // 2)), tmp_path / "third", CPU, max_steps=0, init_from=tmp_path / "first" / "checkpoint.pt")
+
+
+def test_a_new_run_starts_from_a_run_with_shorter_deep_filters_lengthened(config, tmp_path):
+    short = train(dfnet_config(config, ema_decay=0.5), tmp_path / "short", CPU, max_steps=2)
+    longer_config = replace(dfnet_config(config, ema_decay=0.5), dfnet=replace(short.config.dfnet, df_order=short.config.dfnet.df_order + 2))
+    longer = train(longer_config, tmp_path / "long", CPU, max_steps=0, init_from=tmp_path / "short" / "checkpoint.pt")
+    assert longer.generator.config.df_order == short.config.dfnet.df_order + 2
+    x = torch.randn(1, 1, 3200)
+    with torch.no_grad():
+        expected, got = short.ema(x), longer.ema(x)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-5 * expected.abs().max().item())
 
 
 def test_targets_must_match_the_generators_outputs(config):

@@ -10,6 +10,7 @@ import synthetic
 from speakup_fx.data.corpus import ManifestRow
 from speakup_fx.data.dataset import DegradedSpeech
 from speakup_fx.data.degrade import (
+    DIRECT_WINDOW_S,
     DegradeConfig,
     DegradeParams,
     Degrader,
@@ -233,6 +234,22 @@ def test_targets_keep_the_room_whole_early_or_not_at_all():
     assert rms_db(early[late]) < rms_db(reverberant[late]) - 55
     # the noisy speech is the reverberant target (no noise or other damage drawn here)
     np.testing.assert_allclose(degrader.apply(clean, params), reverberant, atol=1e-5)
+
+
+def test_direct_target_is_the_direct_sound_a_spread_one_included():
+    rir = exponential_rir(0.4, seed=3)
+    rir[41:46] = [0.8, 0.6, 0.4, 0.2, 0.1]  # a measured direct sound spreads past its peak (loudspeaker, microphone)
+    degrader = Degrader([synthetic.noise(1.0, SAMPLE_RATE)[0]], [rir], real_rir_count=1, config=DegradeConfig())
+    clean = np.zeros(SAMPLE_RATE, np.float32)
+    clean[1000] = 1.0
+    params = DegradeParams(level_db=-20.0, rir_index=0)
+    dry, direct, reverberant = degrader.targets(clean, params, ("dry", "direct", "reverberant"))
+    half = int(round(DIRECT_WINDOW_S * SAMPLE_RATE))
+    assert direct[1000] == pytest.approx(dry[1000]) and np.abs(direct[1001:1006]).min() > 0.05 * dry[1000]  # the spread kept
+    outside = np.concatenate([direct[: 1000 - half], direct[1000 + half + 1 :]])
+    assert np.abs(outside).max() < 1e-5 * dry[1000]  # the room's reflections gone (FFT convolution's rounding aside)
+    inside = slice(1000 - half, 1000 + half + 1)  # and within the window, the room as it is, tapered
+    assert np.abs(direct[inside]).max() <= np.abs(reverberant[inside]).max() + 1e-6
 
 
 def test_targets_without_a_room_are_all_dry_and_unknown_kinds_raise():

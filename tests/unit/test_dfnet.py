@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from speakup_fx.models.dfnet import DFNet, DFNetConfig, erb_band_widths, widen_state
+from speakup_fx.models.dfnet import DFNet, DFNetConfig, erb_band_widths, lengthen_filters, widen_state
 
 HOP = 160
 
@@ -159,3 +159,25 @@ def test_widening_refuses_other_config_changes(model):
         widen_state(model.state_dict(), model.config, DFNet(dataclasses.replace(model.config, channels=16)))
     with pytest.raises(ValueError, match="same DFNet config"):
         widen_state(model.state_dict(), model.config, DFNet(dataclasses.replace(model.config, channels=48, df_bins=32)))
+
+
+def test_lengthened_filters_keep_the_function_and_the_new_taps_can_learn(model):
+    longer = DFNet(dataclasses.replace(model.config, df_order=6)).eval()
+    longer.load_state_dict(lengthen_filters(model.state_dict(), model.config, longer))
+    x = 0.1 * torch.randn(2, 1, 40 * HOP)
+    with torch.no_grad():
+        short_out, long_out = model(x), longer(x)
+    # the same products plus exact zeros; only the summation order over taps may differ
+    assert torch.allclose(long_out, short_out, rtol=0, atol=1e-5 * short_out.abs().max().item())
+    longer.train()
+    longer(x).square().mean().backward()
+    new_taps = longer.filters.bias.grad.unflatten(0, (2, 6, -1))[:, :3]
+    assert new_taps.abs().max() > 0  # the zeroed taps reach older frames and get gradients
+
+
+def test_lengthening_refuses_other_config_changes(model):
+    with pytest.raises(ValueError, match="df_order >= 3"):
+        lengthen_filters(model.state_dict(), model.config, DFNet(dataclasses.replace(model.config, df_order=2)))
+    with pytest.raises(ValueError, match="same DFNet config"):
+        lengthen_filters(model.state_dict(), model.config, DFNet(dataclasses.replace(model.config, df_order=6, channels=48)))
+
