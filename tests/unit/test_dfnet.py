@@ -139,19 +139,27 @@ def test_erb_bands_cover_every_bin_and_widen_with_frequency():
         erb_band_widths(16_000, 64, 32, 2)
 
 
-def test_widening_keeps_the_function_and_the_new_units_can_learn(model):
+GROWTHS = {
+    # how a trained model grows: its new config, and the gradient that shows the new (zeroed) weights can learn
+    "widened": (widen_state, {"channels": 48}, lambda m: m.gains.weight.grad[:, 32:]),  # the fixture has 32 channels
+    "lengthened": (lengthen_filters, {"df_order": 6}, lambda m: m.filters.bias.grad.unflatten(0, (2, 6, -1))[:, :3]),
+}
+
+
+@pytest.mark.parametrize("growth", sorted(GROWTHS))
+def test_a_grown_model_keeps_the_function_and_its_new_weights_can_learn(model, growth):
+    grow, changes, new_weights_grad = GROWTHS[growth]
     torch.manual_seed(1)
-    wide = DFNet(dataclasses.replace(model.config, channels=48)).eval()
-    wide.load_state_dict(widen_state(model.state_dict(), model.config, wide))
+    grown = DFNet(dataclasses.replace(model.config, **changes)).eval()
+    grown.load_state_dict(grow(model.state_dict(), model.config, grown))
     x = 0.1 * torch.randn(2, 1, 40 * HOP)
     with torch.no_grad():
-        narrow_out, wide_out = model(x), wide(x)
-    # the same sums plus exact zeros; only the matrix kernels' summation order may differ
-    assert torch.allclose(wide_out, narrow_out, rtol=0, atol=1e-5 * narrow_out.abs().max().item())
-    wide.train()
-    wide(x).square().mean().backward()
-    new_units = wide.gains.weight.grad[:, model.config.channels :]
-    assert new_units.abs().max() > 0  # the heads' zero weights on the new units get gradients: they start learning
+        before, after = model(x), grown(x)
+    # the same sums plus exact zeros; only the kernels' summation order may differ
+    assert torch.allclose(after, before, rtol=0, atol=1e-5 * before.abs().max().item())
+    grown.train()
+    grown(x).square().mean().backward()
+    assert new_weights_grad(grown).abs().max() > 0  # the zeroed weights get gradients: they start learning
 
 
 def test_widening_refuses_other_config_changes(model):
@@ -159,20 +167,6 @@ def test_widening_refuses_other_config_changes(model):
         widen_state(model.state_dict(), model.config, DFNet(dataclasses.replace(model.config, channels=16)))
     with pytest.raises(ValueError, match="same DFNet config"):
         widen_state(model.state_dict(), model.config, DFNet(dataclasses.replace(model.config, channels=48, df_bins=32)))
-
-
-def test_lengthened_filters_keep_the_function_and_the_new_taps_can_learn(model):
-    longer = DFNet(dataclasses.replace(model.config, df_order=6)).eval()
-    longer.load_state_dict(lengthen_filters(model.state_dict(), model.config, longer))
-    x = 0.1 * torch.randn(2, 1, 40 * HOP)
-    with torch.no_grad():
-        short_out, long_out = model(x), longer(x)
-    # the same products plus exact zeros; only the summation order over taps may differ
-    assert torch.allclose(long_out, short_out, rtol=0, atol=1e-5 * short_out.abs().max().item())
-    longer.train()
-    longer(x).square().mean().backward()
-    new_taps = longer.filters.bias.grad.unflatten(0, (2, 6, -1))[:, :3]
-    assert new_taps.abs().max() > 0  # the zeroed taps reach older frames and get gradients
 
 
 def test_lengthening_refuses_other_config_changes(model):
