@@ -295,4 +295,3 @@ def lengthen_filters(short: Mapping[str, torch.Tensor], short_config: DFNetConfi
         grown[:, new - old :] = taps
         state[name] = grown.flatten(0, 2)
     return state
-
