@@ -1,5 +1,6 @@
 """DFNet: the runtime's model protocol, streaming equals offline, batch rows independent, latency, deep-filter alignment."""
 
+import copy
 import dataclasses
 import json
 
@@ -47,6 +48,40 @@ def test_streaming_output_equals_offline_output_delayed(model, block_hops):
     streamed = stream(model, x, block_hops)
     assert streamed.shape == (2, 2, x.shape[-1])
     torch.testing.assert_close(streamed[..., latency:], offline[..., : x.shape[-1] - latency], atol=1e-5, rtol=0)
+
+
+def stepped(model, x, grad):
+    """``x`` stepped one hop at a time: with ``grad``, through torch (as training would); without, on the CPU
+    through NumPy (``DFNet._cpu_step``, the real-time host's path)."""
+    with torch.set_grad_enabled(grad):
+        return stream(model, x, [1] * (x.shape[-1] // HOP)).detach()
+
+
+@pytest.mark.parametrize("config", [DFNetConfig(channels=32, df_bins=64),
+                                    DFNetConfig(channels=16, df_order=5, lookahead_frames=2, df_lookahead_frames=2, conv_frames=2)],
+                         ids=["default", "long-filters-lookahead-2"])
+def test_the_numpy_hop_equals_the_torch_hop(config):
+    torch.manual_seed(0)
+    model = DFNet(config).eval()
+    torch.nn.init.normal_(model.filters.weight, std=0.2)
+    x = torch.randn(3, 1, 60 * HOP, generator=torch.Generator().manual_seed(6)) * 0.3
+    torch.testing.assert_close(stepped(model, x, grad=False), stepped(model, x, grad=True), atol=1e-5, rtol=0)
+
+
+def test_the_numpy_hop_follows_the_weights(model):
+    """The NumPy hop reads the weights as they are: after in-place updates (an optimizer's), which its views share,
+    and after a loaded state, whose new storage it picks up."""
+    model = copy.deepcopy(model)
+    x = torch.randn(1, 1, 20 * HOP, generator=torch.Generator().manual_seed(7)) * 0.3
+    before = stepped(model, x, grad=False)
+    with torch.no_grad():
+        model.gains.bias.add_(1.0)
+    updated = stepped(model, x, grad=False)
+    assert not torch.allclose(updated, before, atol=1e-3)
+    torch.testing.assert_close(updated, stepped(model, x, grad=True), atol=1e-5, rtol=0)
+    state = {name: tensor + 0.01 * torch.randn_like(tensor) for name, tensor in model.state_dict().items()}
+    model.load_state_dict(state, assign=True)
+    torch.testing.assert_close(stepped(model, x, grad=False), stepped(model, x, grad=True), atol=1e-5, rtol=0)
 
 
 @torch.no_grad()
