@@ -265,7 +265,7 @@ class DFNet(nn.Module):
         total = np.fft.irfft(enhanced, n=c.fft_size) * w["synthesis_window"]
         total[..., : c.fft_size - hop] += s["synthesis"]
         new = {
-            "analysis": frame[:, hop:], "spectrum": full[:, 1:].view(np.float32).reshape(batch, cached, -1, 2), "norm": norm,
+            "analysis": frame[:, hop:], "spectrum": full[:, 1:].view(np.float32).reshape(batch, cached, self.bins, 2), "norm": norm,
             "input": context[:, 1:], "gru": np.stack(layers, axis=1), "synthesis": total[..., hop:],
         }
         return torch.from_numpy(total[..., :hop]), {name: torch.from_numpy(array) for name, array in new.items()}

@@ -58,8 +58,9 @@ def stepped(model, x, grad):
 
 
 @pytest.mark.parametrize("config", [DFNetConfig(channels=32, df_bins=64),
-                                    DFNetConfig(channels=16, df_order=5, lookahead_frames=2, df_lookahead_frames=2, conv_frames=2)],
-                         ids=["default", "long-filters-lookahead-2"])
+                                    DFNetConfig(channels=16, df_order=5, lookahead_frames=2, df_lookahead_frames=2, conv_frames=2),
+                                    DFNetConfig(channels=16, df_order=1, lookahead_frames=0, df_lookahead_frames=0)],
+                         ids=["default", "long-filters-lookahead-2", "one-tap-no-lookahead"])
 def test_the_numpy_hop_equals_the_torch_hop(config):
     torch.manual_seed(0)
     model = DFNet(config).eval()
