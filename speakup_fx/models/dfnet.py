@@ -156,7 +156,7 @@ class DFNet(nn.Module):
 
     def _running_mean(self, x: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Exponential running mean over frames of ``x`` ``(batch, frames, features)`` from ``previous`` ``(batch, features)``."""
-        if x.shape[1] == 1:  # the step of a real-time host: one interpolation (the chunked product's values within rounding)
+        if x.shape[1] == 1:  # one hop on a GPU or with gradients: one interpolation (the chunked product's values within rounding)
             mean = torch.lerp(previous, x.squeeze(1), self._ema_weight)
             return mean.unsqueeze(1), mean
         means = []
@@ -287,7 +287,7 @@ class DFNet(nn.Module):
 
     def _recur(self, h: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The GRU trunk over ``h`` ``(batch, frames, channels)`` from ``state`` ``(batch, layers, channels)``."""
-        if h.shape[1] == 1:  # the step of a real-time host: one cell per layer (the same values as the GRU, less overhead)
+        if h.shape[1] == 1:  # one hop on a GPU or with gradients: one cell per layer (the same values as the GRU, less overhead)
             out, layers = h.squeeze(1), []
             for layer in range(self.config.gru_layers):
                 weights = [getattr(self.gru, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
@@ -302,7 +302,7 @@ class DFNet(nn.Module):
         ``(batch, outputs, overlap)``: ``(batch, outputs, frames * hop + overlap)``."""
         batch, frames, outputs, fft = frames_out.shape
         hop = self.config.hop_samples
-        if frames == 1:  # the step of a real-time host: one shifted sum (the same values as the fold)
+        if frames == 1:  # one hop on a GPU or with gradients: one shifted sum (the same values as the fold)
             return F.pad(tail, (0, hop)) + frames_out.squeeze(1)
         total = F.fold(frames_out.permute(0, 2, 3, 1).reshape(batch * outputs, fft, frames),
                        (1, (frames - 1) * hop + fft), (1, fft), stride=(1, hop)).view(batch, outputs, -1)
