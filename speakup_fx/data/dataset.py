@@ -96,6 +96,28 @@ class DegradedSpeech(Dataset):
         return torch.from_numpy(noisy)[None], torch.from_numpy(target)
 
 
+class BlendedPairs(Dataset):
+    """Item ``(epoch, index)`` from ``extra`` with chance ``extra_share`` (drawn from ``(seed, epoch, index)``,
+    so every rank and worker agrees), else from ``main``; both take ``(epoch, index)`` items of one shape."""
+
+    def __init__(self, main: Dataset, extra: Dataset, extra_share: float, seed: int):
+        if not 0 < extra_share < 1:
+            raise ValueError(f"extra_share {extra_share} outside (0, 1)")
+        self.main = main
+        self.extra = extra
+        self.extra_share = extra_share
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.main)
+
+    def is_extra(self, epoch: int, index: int) -> bool:
+        return np.random.default_rng([self.seed, epoch + 1, index, 1]).random() < self.extra_share
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.extra if self.is_extra(*item) else self.main)[item]
+
+
 class EpochSampler(Sampler):
     """Yields ``(epoch, index)`` for this rank's share of ``examples_per_epoch``; call ``set_epoch`` each epoch."""
 

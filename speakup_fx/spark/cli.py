@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help=f"pairs per shard (default: {DEFAULT_SHARD_SIZE})"
     )
     degrade.add_argument("--partitions", type=int, help="Spark tasks (default: one per shard); the shards do not change")
+    degrade.add_argument("--teacher", help="label every target with this reference system's output (distillation), e.g. deepfilternet3")
     for job in (bounce, degrade):
         job.add_argument("--master", default=None, help="Spark master URL: local[N], spark://HOST:PORT, yarn, k8s://... "
                          "(default: local[*])")
@@ -117,8 +118,8 @@ def _degrade(spark, args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
-        spark_degrade(spark, config, args.out, args.count, args.seed, args.shard_size, args.partitions)
-    except (ValueError, FileNotFoundError) as error:
+        spark_degrade(spark, config, args.out, args.count, args.seed, args.shard_size, args.partitions, args.teacher)
+    except (ValueError, FileNotFoundError, ImportError) as error:
         logger.error("%s", error)
         return EXIT_BAD
     return 0

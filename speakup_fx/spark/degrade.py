@@ -5,6 +5,11 @@ the given seed: clean speech, noise and room drawn from ``(seed, epoch, i)`` by 
 and applied by ``Degrader.apply``, exactly as training degrades on the fly. Shard ``s`` holds pairs
 ``s * shard_size`` up to the next boundary, so its bytes depend on (config, seed, count,
 shard_size) alone, never on how Spark splits the work; one task writes whole shards.
+
+With a ``teacher`` (a reference system of ``speakup eval``, e.g. ``deepfilternet3``), every target
+channel of a pair is instead the teacher's output for its noisy input: labels for distillation, which the
+training mixes in with ``data.teacher_shards``. The teacher's label stands for every output, so the
+config may not put a room on the speech (the targets with and without the room would differ).
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from pyspark.sql import SparkSession
 
 from speakup_fx.data.dataset import DegradedSpeech
@@ -32,13 +39,22 @@ def spark_degrade(
     seed: int,
     shard_size: int = DEFAULT_SHARD_SIZE,
     partitions: int | None = None,
+    teacher: str | None = None,
 ) -> dict:
     """Write ``count`` pairs of ``config``'s training data drawn with ``seed`` as shards in ``output_dir``.
 
     ``partitions``: Spark tasks (default: one per shard, at most the default parallelism times 4);
-    it changes nothing in the shards. Returns what ``index.json`` records.
+    it changes nothing in the shards. ``teacher``: label the pairs with this system's output (see the
+    module docstring). Returns what ``index.json`` records.
     """
+    from speakup_fx.eval.benchmark import TEACHERS
     from speakup_fx.train.loop import split_speech
+
+    if teacher is not None:
+        if teacher not in TEACHERS:
+            raise ValueError(f"teacher: expected one of {TEACHERS}, got {teacher!r}")
+        if config.degrade.reverb_prob > 0:
+            raise ValueError(f"teacher: its label stands for every target {list(config.data.targets)}, so degrade.reverb_prob must be 0, got {config.degrade.reverb_prob}")
 
     started = time.perf_counter()
     shards = shard_count(count, shard_size)
@@ -50,7 +66,7 @@ def spark_degrade(
     slices = partitions or min(shards, 4 * spark.sparkContext.defaultParallelism)
     tasks = spark.sparkContext.parallelize(range(shards), numSlices=min(slices, shards))
     summaries: list[ShardSummary] = collect_with_progress(
-        tasks.map(lambda shard: degrade_task(config, str(output), shard, count, shard_size)), "spark degrade: shards"
+        tasks.map(lambda shard: degrade_task(config, str(output), shard, count, shard_size, teacher)), "spark degrade: shards"
     )
     info = {
         "count": count,
@@ -59,6 +75,7 @@ def spark_degrade(
         "sample_rate": config.degrade.sample_rate,
         "segment_samples": segment_samples(config),
         "targets": list(config.data.targets),
+        "teacher": teacher,
         "clipped_samples": sum(summary.clipped_samples for summary in summaries),
         "config": to_dict(config),
     }
@@ -70,14 +87,32 @@ def spark_degrade(
     return info
 
 
-def degrade_task(config: Config, output_dir: str, shard: int, count: int, shard_size: int) -> ShardSummary:
-    """One shard on an executor: its pairs drawn by the training set of this process, written atomically."""
+def degrade_task(config: Config, output_dir: str, shard: int, count: int, shard_size: int, teacher: str | None = None) -> ShardSummary:
+    """One shard on an executor: its pairs drawn by the training set of this process (targets labelled by
+    ``teacher`` when given), written atomically."""
     dataset = _dataset(config)
-    pairs = ((index, *(t.numpy() for t in dataset[(SHARD_EPOCH, index)])) for index in shard_indices(shard, count, shard_size))
-    return write_shard(output_dir, shard, pairs, config.degrade.sample_rate)
+    rate = config.degrade.sample_rate
+
+    def pair(index: int) -> tuple[int, np.ndarray, np.ndarray]:
+        noisy, target = (t.numpy() for t in dataset[(SHARD_EPOCH, index)])
+        if teacher is not None:
+            target = np.repeat(_teacher(teacher)(noisy, rate), len(target), axis=0)
+        return index, noisy, target
+
+    return write_shard(output_dir, shard, (pair(index) for index in shard_indices(shard, count, shard_size)), rate)
 
 
 _DATASETS: dict[str, DegradedSpeech] = {}
+_TEACHERS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {}
+
+
+def _teacher(name: str) -> Callable[[np.ndarray, int], np.ndarray]:
+    """This process's teacher system (its model loaded once per executor process)."""
+    from speakup_fx.eval.benchmark import SYSTEMS
+
+    if name not in _TEACHERS:
+        _TEACHERS[name] = SYSTEMS[name][0]("cpu")
+    return _TEACHERS[name]
 
 
 def _dataset(config: Config) -> DegradedSpeech:

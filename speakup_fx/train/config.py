@@ -42,6 +42,8 @@ class DataConfig:
     lead_silence_prob: float = field(default=0.0, metadata={"help": "chance an example's speech starts after a silence (noise alone first, as recordings start)"})
     lead_silence_s_range: tuple[float, float] = field(default=(0.2, 1.0), metadata={"help": "shortest and longest lead-in silence, s"})
     shards: str = field(default="", metadata={"help": "folder of pairs written by `speakup spark degrade` to train from instead of degrading on the fly ('': on the fly)"})
+    teacher_shards: str = field(default="", metadata={"help": "folder of pairs labelled by a teacher (`speakup spark degrade --teacher`) mixed into training ('': none)"})
+    teacher_share: float = field(default=0.0, metadata={"help": "share of training examples drawn from teacher_shards, in (0, 1) when they are set"})
 
     def __post_init__(self) -> None:
         unknown = set(self.targets) - set(TARGETS)
@@ -49,6 +51,8 @@ class DataConfig:
             raise ValueError(f"data.targets: expected some of {TARGETS}, got {list(self.targets)}")
         if not 0.0 <= self.babble_room_prob <= 1.0:
             raise ValueError(f"data.babble_room_prob: expected a probability in [0, 1], got {self.babble_room_prob}")
+        if bool(self.teacher_shards) != (self.teacher_share > 0) or not 0.0 <= self.teacher_share < 1.0:
+            raise ValueError(f"data.teacher_share: expected a share in (0, 1) with data.teacher_shards and 0 without, got {self.teacher_share} with {self.teacher_shards!r}")
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from speakup_fx.data.corpus import load_noises, load_real_rirs, make_babble, simulated_rooms_cached, train_rows
-from speakup_fx.data.dataset import VALIDATION_EPOCH, DegradedSpeech, EpochSampler, is_validation_file
+from speakup_fx.data.dataset import VALIDATION_EPOCH, BlendedPairs, DegradedSpeech, EpochSampler, is_validation_file
 from speakup_fx.data.degrade import DegradeConfig, Degrader
 from speakup_fx.data.quality import keep_clean
 from speakup_fx.data.shards import ShardedPairs
@@ -297,16 +297,24 @@ def split_speech(config: Config) -> tuple[list, list]:
     return training, [r for r in speech if is_validation_file(r.path)]
 
 
-def build_datasets(config: Config) -> tuple[DegradedSpeech | ShardedPairs, DegradedSpeech]:
+def build_datasets(config: Config) -> tuple[Dataset, DegradedSpeech]:
     """Training and validation sets (validation: held-out speech files, fixed draws); training reads
-    ``data.shards`` when set (pairs from ``speakup spark degrade``) instead of degrading on the fly."""
+    ``data.shards`` when set (pairs from ``speakup spark degrade``) instead of degrading on the fly, and
+    draws a ``data.teacher_share`` of its examples from ``data.teacher_shards`` (a teacher's labels)."""
+    c = config.data
     degrader = build_degrader(config)
     training, held_out = split_speech(config)
     logger.info("%d training / %d validation speech files, %d noises, %d rooms", len(training), len(held_out), len(degrader.noises), len(degrader.rirs))
     validation = degraded_speech(config, held_out or training, degrader)
-    if config.data.shards:
-        return ShardedPairs(config.data.shards, config.degrade.sample_rate, segment_samples(config), config.data.targets, config.seed), validation
-    return degraded_speech(config, training, degrader), validation
+    rate, samples = config.degrade.sample_rate, segment_samples(config)
+    pairs = ShardedPairs(c.shards, rate, samples, c.targets, config.seed) if c.shards else degraded_speech(config, training, degrader)
+    if not c.teacher_shards:
+        return pairs, validation
+    labelled = ShardedPairs(c.teacher_shards, rate, samples, c.targets, config.seed)
+    if labelled.teacher is None:
+        raise ValueError(f"data.teacher_shards: {c.teacher_shards} holds clean targets, not a teacher's labels (made without --teacher)")
+    logger.info("%.0f %% of the examples from %d pairs labelled by %s", 100 * c.teacher_share, len(labelled), labelled.teacher)
+    return BlendedPairs(pairs, labelled, c.teacher_share, config.seed), validation
 
 
 def degraded_speech(config: Config, speech: list, degrader: Degrader) -> DegradedSpeech:

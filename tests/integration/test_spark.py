@@ -24,7 +24,7 @@ from test_bounce import encode
 from speakup_fx.atomic import TEMP_PREFIX
 from speakup_fx.bounce.batch import Job
 from speakup_fx.cli import main
-from speakup_fx.data.dataset import DegradedSpeech
+from speakup_fx.data.dataset import BlendedPairs, DegradedSpeech
 from speakup_fx.data.shards import SHARD_EPOCH, ShardedPairs, shard_name, write_index, write_shard
 from speakup_fx.presets import load_preset
 from speakup_fx.spark.bounce import REPORT_COLUMNS, REPORT_NAME, TaskSettings, bounce_task, spark_bounce
@@ -169,9 +169,10 @@ def config_path(corpus, tmp_path):
     return path
 
 
-def degrade(config_path: Path, out: Path, seed: int, partitions: int) -> int:
+def degrade(config_path: Path, out: Path, seed: int, partitions: int, teacher: str | None = None) -> int:
     return main(["spark", "degrade", "--config", str(config_path), "--out", str(out), "--count", "10",
-                 "--seed", str(seed), "--shard-size", "4", "--partitions", str(partitions), "--master", LOCAL])
+                 "--seed", str(seed), "--shard-size", "4", "--partitions", str(partitions), "--master", LOCAL,
+                 *(["--teacher", teacher] if teacher else [])])
 
 
 def test_degrade_gives_identical_shards_whatever_the_partitioning_and_the_training_draws(spark, config_path, tmp_path):
@@ -212,6 +213,49 @@ def test_training_steps_on_shards(spark, config_path, tmp_path):
     longer = replace(config, data=replace(config.data, segment_s=1.0))
     with pytest.raises(ValueError, match="segment_samples"):
         build_datasets(longer)
+
+
+@pytest.fixture
+def dry_config_path(config_path):
+    """The tiny config without rooms: a teacher's label then stands for every target."""
+    values = tomllib.loads(config_path.read_text())
+    values.setdefault("degrade", {})["reverb_prob"] = 0.0
+    path = config_path.with_name("tiny_dry.toml")
+    path.write_text(tomli_w.dumps(values))
+    return path
+
+
+def test_teacher_labels_every_target_with_its_output_and_training_mixes_them_in(spark, dry_config_path, config_path, tmp_path):
+    from speakup_fx.eval.benchmark import DeepFilterNet3
+
+    out = tmp_path / "taught"
+    assert degrade(dry_config_path, out, seed=3, partitions=2, teacher="deepfilternet3") == 0
+    assert degrade(dry_config_path, tmp_path / "clean", seed=3, partitions=2) == 0
+    config = load_config(dry_config_path)
+    segment = int(config.data.segment_s * config.degrade.sample_rate)
+    taught = ShardedPairs(out, config.degrade.sample_rate, segment, config.data.targets, seed=0)
+    clean = ShardedPairs(tmp_path / "clean", config.degrade.sample_rate, segment, config.data.targets, seed=0)
+    assert taught.teacher == "deepfilternet3" and clean.teacher is None
+    teacher = DeepFilterNet3()
+    for index in range(3):
+        noisy, target = taught[(0, index)]
+        clean_noisy, clean_target = clean[(0, index)]
+        torch.testing.assert_close(noisy, clean_noisy, rtol=0, atol=0)  # the same draws, other targets
+        expected = teacher(noisy.numpy(), config.degrade.sample_rate)
+        for channel in target:  # labelled from the unrounded input in another process: 24-bit steps, scaled by the teacher
+            np.testing.assert_allclose(channel.numpy(), np.clip(expected[0], -1, 1), rtol=0, atol=1e-5)
+        assert float((target[0] - clean_target[0]).abs().max()) > 1e-3
+
+    blended = replace(config, data=replace(config.data, teacher_shards=str(out), teacher_share=0.5))
+    training, _ = build_datasets(blended)
+    assert isinstance(training, BlendedPairs) and training.extra.teacher == "deepfilternet3"
+    assert train(blended, tmp_path / "run", World(0, 1, torch.device("cpu")), max_steps=2).step == 2
+    unlabelled = replace(config, data=replace(config.data, teacher_shards=str(tmp_path / "clean"), teacher_share=0.5))
+    with pytest.raises(ValueError, match="not a teacher's labels"):
+        build_datasets(unlabelled)
+    assert degrade(config_path, tmp_path / "roomy", seed=3, partitions=2, teacher="deepfilternet3") == 2  # rooms: refused
+    assert degrade(dry_config_path, tmp_path / "unknown", seed=3, partitions=2, teacher="model") == 2
+    assert not (tmp_path / "roomy").exists() and not (tmp_path / "unknown").exists()
 
 
 def test_shard_pairs_equal_the_stored_audio(tmp_path):
