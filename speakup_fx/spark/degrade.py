@@ -55,6 +55,7 @@ def spark_degrade(
             raise ValueError(f"teacher: expected one of {TEACHERS}, got {teacher!r}")
         if config.degrade.reverb_prob > 0:
             raise ValueError(f"teacher: its label stands for every target {list(config.data.targets)}, so degrade.reverb_prob must be 0, got {config.degrade.reverb_prob}")
+        _teacher(teacher)  # a missing or broken install fails here, before any task
 
     started = time.perf_counter()
     shards = shard_count(count, shard_size)
