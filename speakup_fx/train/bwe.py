@@ -35,7 +35,7 @@ from speakup_fx.models.discriminators import DiscriminatorConfig, Discriminators
 from speakup_fx.runtime.weights import save_weights
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
 from speakup_fx.train.config import from_dict, to_dict
-from speakup_fx.train.distributed import World, init_from_env, shutdown, unwrap, wrap
+from speakup_fx.train.distributed import World, barrier, exit_rank, init_from_env, shutdown, unwrap, wrap
 from speakup_fx.train.loop import adversarial_losses, d_step, run_steps
 
 logger = logging.getLogger(__name__)
@@ -417,12 +417,15 @@ def main(argv: list[str] | None = None) -> int:
     world = init_from_env(args.device)
     try:
         train(config, args.run_dir, world, args.max_steps, args.init_from)
+        barrier(world)  # ranks leave together
     except (ValueError, FileNotFoundError) as error:
         logger.error("%s", error)
-        return 2
+        code = 2
+    else:
+        code = 0
     finally:
         shutdown(world)
-    return 0
+    return exit_rank(world, code)
 
 
 if __name__ == "__main__":

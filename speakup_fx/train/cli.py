@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from speakup_fx.train.config import load_config
-    from speakup_fx.train.distributed import barrier, init_from_env, shutdown
+    from speakup_fx.train.distributed import barrier, exit_rank, init_from_env, shutdown
     from speakup_fx.train.loop import train
 
     try:
@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
         barrier(world)  # ranks leave together
     except (FileNotFoundError, ValueError) as error:
         logger.error("%s", error)
-        return 2
+        code = 2
+    else:
+        code = 0
     finally:
         shutdown(world)
-    return 0
+    return exit_rank(world, code)

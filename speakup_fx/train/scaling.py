@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, Sampler
 from speakup_fx.atomic import atomic_write
 from speakup_fx.data.dataset import VALIDATION_EPOCH, EpochSampler
 from speakup_fx.train.config import load_config
-from speakup_fx.train.distributed import World, barrier, init_from_env, per_rank_batch, shutdown
+from speakup_fx.train.distributed import World, barrier, exit_rank, init_from_env, per_rank_batch, shutdown
 from speakup_fx.train.loop import build_datasets, build_state, run_steps, train_step, validate
 
 logger = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             barrier(world)  # ranks leave together: a rank that leaves while rank 0 validates aborts in gloo
         finally:
             shutdown(world)
-        return 0
+        return exit_rank(world, 0)
     config = load_config(args.config)
     arms = arms_for(args.processes, config.batch_size)
     chosen = set(args.arms.split(",")) if args.arms else {arm.name for arm in arms}

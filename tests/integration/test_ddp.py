@@ -18,7 +18,7 @@ import torch
 import torch.multiprocessing as mp
 
 from speakup_fx.train.config import load_config
-from speakup_fx.train.distributed import World, init_from_env, per_rank_batch, shutdown, unwrap
+from speakup_fx.train.distributed import World, exit_rank, init_from_env, per_rank_batch, shutdown, unwrap
 from speakup_fx.train.loop import build_state, train_step
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
@@ -71,7 +71,9 @@ def numeric_policy():
 def worker(rank, port, out_dir):
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     with numeric_policy():
-        run_rank(init_from_env("cpu"), Path(out_dir))
+        world = init_from_env("cpu")
+        run_rank(world, Path(out_dir))
+    exit_rank(world, 0)
 
 
 def run_rank(world, out_dir):
