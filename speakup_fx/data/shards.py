@@ -3,7 +3,9 @@
 A shard set is a folder of ``shard-000000.tar``, ``shard-000001.tar``, ... and ``index.json``.
 Pair ``i`` is ``DegradedSpeech[(SHARD_EPOCH, i)]`` (the training code's own draw and apply); it
 lives in shard ``i // shard_size`` as ``{i:09d}.noisy.flac`` (mono) and ``{i:09d}.target.flac``
-(one channel per target kind), 24-bit at the degradation rate. A shard's bytes depend only on
+(one channel per target kind), 24-bit at the degradation rate. A teacher's set (``speakup spark
+degrade --teacher``) lists in ``teacher_rejected`` the pairs whose label lost the speech; they stay in
+the shards, for audit, and are not read back. A shard's bytes depend only on
 the config, the seed and the indices it holds (tar headers carry no times or owners), so they do
 not depend on which process wrote it; shards and the index are written atomically.
 ``ShardedPairs`` reads a set back as a training ``Dataset``.
@@ -58,6 +60,8 @@ class ShardSummary:
     shard: int
     pairs: int
     clipped_samples: int
+    rejected: tuple[int, ...] = ()
+    """Pairs whose teacher's label lost the speech (``spark.degrade.judged_label``)."""
 
 
 def _flac(audio: np.ndarray, sample_rate: int) -> tuple[bytes, int]:
@@ -114,7 +118,7 @@ class ShardedPairs(Dataset):
 
     Each epoch visits the set in its own order (a permutation drawn from ``(seed, epoch)``);
     an epoch longer than the set wraps around. ``ValueError`` when the set was made for another
-    rate, segment length or targets than the training asks for.
+    rate, segment length or targets than the training asks for, or when a teacher's labels were all rejected.
     """
 
     def __init__(self, folder: str | Path, sample_rate: int, segment_samples: int, targets: tuple[str, ...], seed: int):
@@ -127,17 +131,26 @@ class ShardedPairs(Dataset):
         self.seed = seed
         self.teacher: str | None = info.get("teacher")
         """The system that labelled the targets (``speakup spark degrade --teacher``); None: the clean targets."""
-        self.count = info["count"]
+        rejected = set(info.get("teacher_rejected", ()))
         self._order_epoch: int | None = None
         self._order = np.arange(0)
         self._members: list[tuple[str, int, int, int, int]] = []  # (shard file, noisy offset, size, target offset, size)
-        for shard in range(shard_count(self.count, info["shard_size"])):
+        self.indices: list[int] = []
+        """The pair index of each item (rejected labels skipped)."""
+        for shard in range(shard_count(info["count"], info["shard_size"])):
             path = self.folder / shard_name(shard)
             with tarfile.open(path) as archive:
                 members = {m.name: m for m in archive.getmembers()}
-            for index in shard_indices(shard, self.count, info["shard_size"]):
+            for index in shard_indices(shard, info["count"], info["shard_size"]):
+                if index in rejected:
+                    continue
+                self.indices.append(index)
                 noisy, target = members[f"{index:09d}.noisy.flac"], members[f"{index:09d}.target.flac"]
                 self._members.append((str(path), noisy.offset_data, noisy.size, target.offset_data, target.size))
+        self.count = len(self._members)
+        self._slots = {index: slot for slot, index in enumerate(self.indices)}
+        if not self.count:
+            raise ValueError(f"shards {folder}: every one of its {info['count']} teacher's labels was rejected")
 
     def __len__(self) -> int:
         return self.count
@@ -151,7 +164,14 @@ class ShardedPairs(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, index = item
-        path, noisy_offset, noisy_size, target_offset, target_size = self._members[self._position(epoch, index)]
+        return self._read(self._position(epoch, index))
+
+    def pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pair ``index`` of the set (``KeyError`` when it is not read back)."""
+        return self._read(self._slots[index])
+
+    def _read(self, slot: int) -> tuple[torch.Tensor, torch.Tensor]:
+        path, noisy_offset, noisy_size, target_offset, target_size = self._members[slot]
         with open(path, "rb") as file:
             file.seek(noisy_offset)
             noisy = file.read(noisy_size)

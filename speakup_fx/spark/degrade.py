@@ -9,7 +9,11 @@ shard_size) alone, never on how Spark splits the work; one task writes whole sha
 With a ``teacher`` (a reference system of ``speakup eval``, e.g. ``deepfilternet3``), every target
 channel of a pair is instead the teacher's output for its noisy input: labels for distillation, which the
 training mixes in with ``data.teacher_shards``. The teacher's label stands for every output, so the
-config may not put a room on the speech (the targets with and without the room would differ).
+config may not put a room on the speech (the targets with and without the room would differ). A label
+that loses the speech (``judged_label``: less intelligible than the noisy input, or the speech more than
+2 dB under the clean speech's) is listed in the index's ``teacher_rejected`` and not trained on, and a
+kept one is scaled to the clean speech's level: a small model copies a teacher's suppression along with
+its noise removal.
 """
 
 from __future__ import annotations
@@ -26,10 +30,15 @@ from pyspark.sql import SparkSession
 
 from speakup_fx.data.dataset import DegradedSpeech
 from speakup_fx.data.shards import DEFAULT_SHARD_SIZE, SHARD_EPOCH, ShardSummary, shard_count, shard_indices, write_index, write_shard
+from speakup_fx.eval.metrics import speech_level_difference_db, stoi
 from speakup_fx.spark.session import collect_with_progress
 from speakup_fx.train.config import Config, segment_samples, to_dict
 
 logger = logging.getLogger(__name__)
+
+TEACHER_MIN_LEVEL_DB = -2.0
+"""Speech level of a kept label against the clean speech's, dB: the window the restore preset keeps."""
+
 
 def spark_degrade(
     spark: SparkSession,
@@ -77,30 +86,50 @@ def spark_degrade(
         "segment_samples": segment_samples(config),
         "targets": list(config.data.targets),
         "teacher": teacher,
+        "teacher_rejected": sorted(index for summary in summaries for index in summary.rejected),
         "clipped_samples": sum(summary.clipped_samples for summary in summaries),
         "config": to_dict(config),
     }
     write_index(output, info)
     logger.info(
-        "spark degrade: %d pairs in %d shard(s) in %s in %.1f s (%d samples clipped)",
-        count, shards, output, time.perf_counter() - started, info["clipped_samples"],
+        "spark degrade: %d pairs in %d shard(s) in %s in %.1f s (%d samples clipped, %d labels rejected)",
+        count, shards, output, time.perf_counter() - started, info["clipped_samples"], len(info["teacher_rejected"]),
     )
     return info
 
 
 def degrade_task(config: Config, output_dir: str, shard: int, count: int, shard_size: int, teacher: str | None = None) -> ShardSummary:
     """One shard on an executor: its pairs drawn by the training set of this process (targets labelled by
-    ``teacher`` when given), written atomically."""
+    ``teacher`` when given, and the labels that lose the speech listed), written atomically."""
     dataset = _dataset(config)
     rate = config.degrade.sample_rate
+    rejected: list[int] = []
 
     def pair(index: int) -> tuple[int, np.ndarray, np.ndarray]:
         noisy, target = (t.numpy() for t in dataset[(SHARD_EPOCH, index)])
         if teacher is not None:
-            target = np.repeat(_teacher(teacher)(noisy, rate), len(target), axis=0)
+            label = _teacher(teacher)(noisy, rate)
+            judged = judged_label(target[0], noisy[0], label[0], rate)
+            if judged is None:
+                rejected.append(index)
+            target = np.repeat(label if judged is None else judged[None], len(target), axis=0)
         return index, noisy, target
 
-    return write_shard(output_dir, shard, (pair(index) for index in shard_indices(shard, count, shard_size)), rate)
+    summary = write_shard(output_dir, shard, (pair(index) for index in shard_indices(shard, count, shard_size)), rate)
+    return replace(summary, rejected=tuple(rejected))
+
+
+def judged_label(clean: np.ndarray, noisy: np.ndarray, label: np.ndarray, sample_rate: int) -> np.ndarray | None:
+    """A teacher's ``label`` for ``noisy`` scaled to the ``clean`` speech's level, or None where it loses the
+    speech: STOI below the noisy input's, or the speech more than ``-TEACHER_MIN_LEVEL_DB`` under the clean
+    speech's (silent speech gives nothing to judge). A kept label carries the teacher's noise removal and the
+    clean speech's level."""
+    if not np.any(clean):
+        return None
+    level_db = speech_level_difference_db(clean, label, sample_rate)
+    if level_db < TEACHER_MIN_LEVEL_DB or stoi(clean, label, sample_rate) < stoi(clean, noisy, sample_rate):
+        return None
+    return (label * 10 ** (-level_db / 20)).astype(label.dtype)
 
 
 _DATASETS: dict[str, DegradedSpeech] = {}

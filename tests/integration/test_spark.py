@@ -9,6 +9,7 @@ import csv
 import hashlib
 import logging
 import multiprocessing
+import shutil
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet
 import pytest
+import soundfile as sf
 import synthetic
 import tomli_w
 import torch
@@ -25,9 +27,13 @@ from speakup_fx.atomic import TEMP_PREFIX
 from speakup_fx.bounce.batch import Job
 from speakup_fx.cli import main
 from speakup_fx.data.dataset import BlendedPairs, DegradedSpeech
-from speakup_fx.data.shards import SHARD_EPOCH, ShardedPairs, shard_name, write_index, write_shard
+from speakup_fx.data.shards import SHARD_EPOCH, ShardedPairs, read_index, shard_name, write_index, write_shard
+from speakup_fx.demo import speak
+from speakup_fx.dsp.resample import resample
+from speakup_fx.eval.metrics import speech_level_difference_db, stoi
 from speakup_fx.presets import load_preset
 from speakup_fx.spark.bounce import REPORT_COLUMNS, REPORT_NAME, TaskSettings, bounce_task, spark_bounce
+from speakup_fx.spark.degrade import TEACHER_MIN_LEVEL_DB, judged_label
 from speakup_fx.spark.session import session_conf, spark_session
 from speakup_fx.train.config import load_config
 from speakup_fx.train.distributed import World
@@ -215,11 +221,28 @@ def test_training_steps_on_shards(spark, config_path, tmp_path):
         build_datasets(longer)
 
 
+SPOKEN = ("Recording at home.", "Speak close to the microphone.", "A quiet room helps.", "Check the levels first.")
+
+
 @pytest.fixture
-def dry_config_path(config_path):
-    """The tiny config without rooms: a teacher's label then stands for every target."""
+def dry_config_path(config_path, corpus, tmp_path):
+    """The tiny config without rooms (a teacher's label then stands for every target), 1 s segments, its speech
+    spoken by espeak-ng (words a teacher keeps, where the synthetic 'voice' reads to it as noise) in noise
+    alone at -5..0 dB SNR: some labels the teacher's judge keeps and some it rejects."""
+    spoken = tmp_path / "spoken"
+    shutil.copytree(corpus, spoken)
+    for index, text in enumerate(SPOKEN):
+        path = spoken / "speech" / f"speech{index}.flac"
+        speak(text, tmp_path / "spoken.wav")
+        voice, rate = sf.read(tmp_path / "spoken.wav", dtype="float32")
+        voice = resample(voice, rate, 16_000)
+        clip = np.zeros(sf.info(path).frames, np.float32)  # the manifest's duration
+        clip[: min(len(voice), len(clip))] = voice[: len(clip)]
+        sf.write(path, 0.5 * clip / np.abs(clip).max(), 16_000, subtype="PCM_16")
     values = tomllib.loads(config_path.read_text())
-    values.setdefault("degrade", {})["reverb_prob"] = 0.0
+    values["degrade"] = {"reverb_prob": 0.0, "snr_db_range": [-5.0, 0.0], "snr_tail_prob": 0.0, "eq_prob": 0.0,
+                         "bandlimit_prob": 0.0, "codec_prob": 0.0, "clip_prob": 0.0}
+    values["data"] |= {"data_dir": str(spoken), "segment_s": 1.0}
     path = config_path.with_name("tiny_dry.toml")
     path.write_text(tomli_w.dumps(values))
     return path
@@ -236,14 +259,26 @@ def test_teacher_labels_every_target_with_its_output_and_training_mixes_them_in(
     taught = ShardedPairs(out, config.degrade.sample_rate, segment, config.data.targets, seed=0)
     clean = ShardedPairs(tmp_path / "clean", config.degrade.sample_rate, segment, config.data.targets, seed=0)
     assert taught.teacher == "deepfilternet3" and clean.teacher is None
+    rejected = read_index(out)["teacher_rejected"]
+    assert 0 < len(rejected) < 10  # both outcomes are exercised
+    assert taught.indices == [index for index in range(10) if index not in rejected] and len(taught) == 10 - len(rejected)
     teacher = DeepFilterNet3()
-    for index in range(3):
-        noisy, target = taught[(0, index)]
-        clean_noisy, clean_target = clean[(0, index)]
+    rate = config.degrade.sample_rate
+    for index in range(10):  # the rule on the stored (24-bit) pairs, where its margins are clear of rounding
+        noisy, target = (item.numpy()[0] for item in clean.pair(index))
+        label = np.clip(teacher(noisy[None], rate)[0], -1, 1)
+        stoi_gain = stoi(target, label, rate) - stoi(target, noisy, rate)
+        level_db = speech_level_difference_db(target, label, rate)
+        if abs(stoi_gain) > 1e-3 and abs(level_db - TEACHER_MIN_LEVEL_DB) > 0.01:
+            assert (index in rejected) == (stoi_gain < 0 or level_db < TEACHER_MIN_LEVEL_DB), (index, stoi_gain, level_db)
+    for index in taught.indices[:3]:
+        noisy, target = taught.pair(index)
+        clean_noisy, clean_target = clean.pair(index)
         torch.testing.assert_close(noisy, clean_noisy, rtol=0, atol=0)  # the same draws, other targets
         expected = teacher(noisy.numpy(), config.degrade.sample_rate)
-        for channel in target:  # labelled from the unrounded input in another process: 24-bit steps, scaled by the teacher
-            np.testing.assert_allclose(channel.numpy(), np.clip(expected[0], -1, 1), rtol=0, atol=1e-5)
+        expected = judged_label(clean_target[0].numpy(), clean_noisy[0].numpy(), expected[0], config.degrade.sample_rate)
+        for channel in target:  # labelled from the unrounded pair in another process: 24-bit steps, scaled by the teacher
+            np.testing.assert_allclose(channel.numpy(), np.clip(expected, -1, 1), rtol=0, atol=1e-5)
         assert float((target[0] - clean_target[0]).abs().max()) > 1e-3
 
     blended = replace(config, data=replace(config.data, teacher_shards=str(out), teacher_share=0.5))
@@ -268,6 +303,22 @@ def test_shard_pairs_equal_the_stored_audio(tmp_path):
     read_noisy, read_target = ShardedPairs(tmp_path, 16_000, 800, ("dry", "early"), seed=0)[(3, 0)]
     np.testing.assert_allclose(read_noisy.numpy(), np.clip(noisy, -1, 1 - PCM_24_STEP), rtol=0, atol=PCM_24_STEP)
     np.testing.assert_allclose(read_target.numpy(), target, rtol=0, atol=PCM_24_STEP)
+
+
+def test_rejected_teacher_labels_are_not_read_back(tmp_path):
+    pairs = [(index, np.full((1, 800), 0.1 * index, np.float32), np.full((2, 800), 0.05 * index, np.float32)) for index in range(3)]
+    write_shard(tmp_path, 0, pairs, 16_000)
+    info = {"count": 3, "shard_size": 3, "sample_rate": 16_000, "segment_samples": 800, "targets": ["dry", "early"],
+            "teacher": "deepfilternet3", "teacher_rejected": [1]}
+    write_index(tmp_path, info)
+    stored = ShardedPairs(tmp_path, 16_000, 800, ("dry", "early"), seed=0)
+    assert len(stored) == 2 and stored.indices == [0, 2]
+    assert sorted(round(float(stored[(0, index)][0][0, 0]), 3) for index in range(4)) == [0.0, 0.0, 0.2, 0.2]  # wraps, never pair 1
+    with pytest.raises(KeyError):
+        stored.pair(1)
+    write_index(tmp_path, {**info, "teacher_rejected": [0, 1, 2]})
+    with pytest.raises(ValueError, match="every one of its 3 teacher's labels was rejected"):
+        ShardedPairs(tmp_path, 16_000, 800, ("dry", "early"), seed=0)
 
 
 def test_midi_automation_reaches_the_executors_and_a_bad_midi_file_fails_before_any_task(spark, tmp_path):

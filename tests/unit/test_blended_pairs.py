@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -47,3 +48,21 @@ def test_teacher_share_and_teacher_shards_go_together(data):
     with pytest.raises(ValueError, match="data.teacher_share"):
         from_dict(Config, {"data": data})
     assert from_dict(Config, {"data": {"teacher_shards": "/x", "teacher_share": 0.3}}).data.teacher_share == 0.3
+
+
+def test_a_teachers_label_is_kept_only_where_it_keeps_the_speech_and_at_the_clean_speechs_level():
+    from synthetic import noise, speech_like
+
+    from speakup_fx.eval.metrics import speech_level_difference_db
+    from speakup_fx.spark.degrade import TEACHER_MIN_LEVEL_DB, judged_label
+
+    rate = 16_000
+    clean = speech_like(2.0, rate)[0]
+    noisy = clean + noise(2.0, rate, level_db=-20.0, seed=1)[0]
+    np.testing.assert_array_equal(judged_label(clean, noisy, clean, rate), clean)  # a perfect label stays as it is
+    quieter = clean * np.float32(10 ** ((TEACHER_MIN_LEVEL_DB + 0.5) / 20))
+    kept = judged_label(clean, noisy, quieter, rate)
+    assert kept.dtype == clean.dtype and abs(speech_level_difference_db(clean, kept, rate)) < 1e-4  # raised to the clean level
+    assert judged_label(clean, noisy, clean * np.float32(10 ** ((TEACHER_MIN_LEVEL_DB - 0.5) / 20)), rate) is None  # speech removed
+    assert judged_label(clean, noisy, noisy + noise(2.0, rate, level_db=-10.0, seed=2)[0], rate) is None  # less intelligible
+    assert judged_label(0 * clean, noisy, clean, rate) is None  # nothing to judge
