@@ -8,7 +8,7 @@ degrade --teacher``) lists in ``teacher_rejected`` the pairs whose label lost th
 the shards, for audit, and are not read back. A shard's bytes depend only on
 the config, the seed and the indices it holds (tar headers carry no times or owners), so they do
 not depend on which process wrote it; shards and the index are written atomically.
-``ShardedPairs`` reads a set back as a training ``Dataset``.
+``ShardedPairs`` reads a set back as a training ``Dataset``; ``JoinedPairs`` reads several as one.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import io
 import json
 import logging
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,11 +113,36 @@ def read_index(folder: str | Path) -> dict:
     return info
 
 
-class ShardedPairs(Dataset):
-    """Item ``(epoch, index)`` -> ``(noisy (1, segment_samples), target (len(targets), segment_samples))`` tensors.
+class _EpochOrder(Dataset):
+    """Item ``(epoch, index)`` -> ``(noisy (1, segment_samples), target (len(targets), segment_samples))`` tensors
+    read from stored slot ``0 .. count - 1``: each epoch visits the slots in its own order (a permutation drawn
+    from ``(seed, epoch)``); an epoch longer than the set wraps around."""
 
-    Each epoch visits the set in its own order (a permutation drawn from ``(seed, epoch)``);
-    an epoch longer than the set wraps around. ``ValueError`` when the set was made for another
+    seed: int
+    count: int
+    _order_epoch: int | None = None
+    _order = np.arange(0)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _position(self, epoch: int, index: int) -> int:
+        """Where ``(epoch, index)`` falls in the set: this epoch's permutation, wrapped around."""
+        if epoch != self._order_epoch:
+            self._order = np.random.default_rng([self.seed, epoch + 1]).permutation(self.count)
+            self._order_epoch = epoch
+        return int(self._order[index % self.count])
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = item
+        return self._read(self._position(epoch, index))
+
+    def _read(self, slot: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class ShardedPairs(_EpochOrder):
+    """One shard set in epoch order (``_EpochOrder``). ``ValueError`` when the set was made for another
     rate, segment length or targets than the training asks for, or when a teacher's labels were all rejected.
     """
 
@@ -132,8 +157,6 @@ class ShardedPairs(Dataset):
         self.teacher: str | None = info.get("teacher")
         """The system that labelled the targets (``speakup spark degrade --teacher``); None: the clean targets."""
         rejected = set(info.get("teacher_rejected", ()))
-        self._order_epoch: int | None = None
-        self._order = np.arange(0)
         self._members: list[tuple[str, int, int, int, int]] = []  # (shard file, noisy offset, size, target offset, size)
         self.indices: list[int] = []
         """The pair index of each item (rejected labels skipped)."""
@@ -152,20 +175,6 @@ class ShardedPairs(Dataset):
         if not self.count:
             raise ValueError(f"shards {folder}: every one of its {info['count']} teacher's labels was rejected")
 
-    def __len__(self) -> int:
-        return self.count
-
-    def _position(self, epoch: int, index: int) -> int:
-        """Where ``(epoch, index)`` falls in the set: this epoch's permutation, wrapped around."""
-        if epoch != self._order_epoch:
-            self._order = np.random.default_rng([self.seed, epoch + 1]).permutation(self.count)
-            self._order_epoch = epoch
-        return int(self._order[index % self.count])
-
-    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        epoch, index = item
-        return self._read(self._position(epoch, index))
-
     def pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Pair ``index`` of the set (``KeyError`` when it is not read back)."""
         return self._read(self._slots[index])
@@ -178,6 +187,28 @@ class ShardedPairs(Dataset):
             file.seek(target_offset)
             target = file.read(target_size)
         return _decoded(noisy), _decoded(target)
+
+
+class JoinedPairs(_EpochOrder):
+    """Several shard sets read as one in epoch order (``_EpochOrder``): the slots of ``sets[0]``, then those of
+    ``sets[1]``, ..., so it reads exactly what one set holding their pairs in that order would. ``ValueError``
+    unless every set was labelled by the same system (or none by any)."""
+
+    def __init__(self, sets: Sequence[ShardedPairs], seed: int):
+        if not sets:
+            raise ValueError("JoinedPairs: no shard set to join")
+        labellers = {s.teacher for s in sets}
+        if len(labellers) > 1:
+            raise ValueError(f"shards {', '.join(str(s.folder) for s in sets)}: labelled by different systems {sorted(map(str, labellers))}")
+        self.sets = tuple(sets)
+        self.teacher = sets[0].teacher
+        self.seed = seed
+        self._starts = np.cumsum([0] + [len(s) for s in sets])
+        self.count = int(self._starts[-1])
+
+    def _read(self, slot: int) -> tuple[torch.Tensor, torch.Tensor]:
+        part = int(np.searchsorted(self._starts, slot, side="right")) - 1
+        return self.sets[part]._read(slot - int(self._starts[part]))
 
 
 def _decoded(data: bytes) -> torch.Tensor:

@@ -30,4 +30,7 @@ def load_checkpoint(path: str | Path) -> dict:
         raise ValueError(f"checkpoint {path}: cannot be read ({error})") from error
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"checkpoint {path}: format_version {payload.get('format_version') if isinstance(payload, dict) else None}, expected {FORMAT_VERSION}")
+    data = payload.get("config", {}).get("data", {})
+    if isinstance(data.get("teacher_shards"), str):  # written when it named one folder
+        data["teacher_shards"] = [data["teacher_shards"]] if data["teacher_shards"] else []
     return payload

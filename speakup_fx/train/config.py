@@ -42,7 +42,7 @@ class DataConfig:
     lead_silence_prob: float = field(default=0.0, metadata={"help": "chance an example's speech starts after a silence (noise alone first, as recordings start)"})
     lead_silence_s_range: tuple[float, float] = field(default=(0.2, 1.0), metadata={"help": "shortest and longest lead-in silence, s"})
     shards: str = field(default="", metadata={"help": "folder of pairs written by `speakup spark degrade` to train from instead of degrading on the fly ('': on the fly)"})
-    teacher_shards: str = field(default="", metadata={"help": "folder of pairs labelled by a teacher (`speakup spark degrade --teacher`) mixed into training ('': none)"})
+    teacher_shards: tuple[str, ...] = field(default=(), metadata={"help": "folders of pairs labelled by one teacher (`speakup spark degrade --teacher`), read as one set and mixed into training ([]: none)"})
     teacher_share: float = field(default=0.0, metadata={"help": "share of training examples drawn from teacher_shards, in (0, 1) when they are set"})
 
     def __post_init__(self) -> None:

@@ -19,7 +19,7 @@ from speakup_fx.data.corpus import load_noises, load_real_rirs, make_babble, sim
 from speakup_fx.data.dataset import VALIDATION_EPOCH, BlendedPairs, DegradedSpeech, EpochSampler, is_validation_file
 from speakup_fx.data.degrade import DegradeConfig, Degrader
 from speakup_fx.data.quality import keep_clean
-from speakup_fx.data.shards import ShardedPairs
+from speakup_fx.data.shards import JoinedPairs, ShardedPairs
 from speakup_fx.models.dfnet import DFNet, lengthen_filters, widen_state
 from speakup_fx.models.discriminators import Discriminators
 from speakup_fx.models.paper import PaperGenerator
@@ -310,9 +310,9 @@ def build_datasets(config: Config) -> tuple[Dataset, DegradedSpeech]:
     pairs = ShardedPairs(c.shards, rate, samples, c.targets, config.seed) if c.shards else degraded_speech(config, training, degrader)
     if not c.teacher_shards:
         return pairs, validation
-    labelled = ShardedPairs(c.teacher_shards, rate, samples, c.targets, config.seed)
+    labelled = JoinedPairs([ShardedPairs(folder, rate, samples, c.targets, config.seed) for folder in c.teacher_shards], config.seed)
     if labelled.teacher is None:
-        raise ValueError(f"data.teacher_shards: {c.teacher_shards} holds clean targets, not a teacher's labels (made without --teacher)")
+        raise ValueError(f"data.teacher_shards: {', '.join(c.teacher_shards)} hold clean targets, not a teacher's labels (made without --teacher)")
     logger.info("%.0f %% of the examples from %d pairs labelled by %s", 100 * c.teacher_share, len(labelled), labelled.teacher)
     return BlendedPairs(pairs, labelled, c.teacher_share, config.seed), validation
 

@@ -27,7 +27,7 @@ from speakup_fx.atomic import TEMP_PREFIX
 from speakup_fx.bounce.batch import Job
 from speakup_fx.cli import main
 from speakup_fx.data.dataset import BlendedPairs, DegradedSpeech
-from speakup_fx.data.shards import SHARD_EPOCH, ShardedPairs, read_index, shard_name, write_index, write_shard
+from speakup_fx.data.shards import SHARD_EPOCH, JoinedPairs, ShardedPairs, read_index, shard_name, write_index, write_shard
 from speakup_fx.demo import speak
 from speakup_fx.dsp.resample import resample
 from speakup_fx.eval.metrics import speech_level_difference_db, stoi
@@ -285,11 +285,12 @@ def test_teacher_labels_every_target_with_its_output_and_training_mixes_them_in(
             np.testing.assert_allclose(channel.numpy(), np.clip(expected, -1, 1), rtol=0, atol=1e-5)
         assert float((target[0] - clean_target[0]).abs().max()) > 1e-3
 
-    blended = replace(config, data=replace(config.data, teacher_shards=str(out), teacher_share=0.5))
+    blended = replace(config, data=replace(config.data, teacher_shards=(str(out), str(out)), teacher_share=0.5))
     training, _ = build_datasets(blended)
     assert isinstance(training, BlendedPairs) and training.extra.teacher == "deepfilternet3"
+    assert len(training.extra) == 2 * len(taught)  # the folders read as one set
     assert train(blended, tmp_path / "run", World(0, 1, torch.device("cpu")), max_steps=2).step == 2
-    unlabelled = replace(config, data=replace(config.data, teacher_shards=str(tmp_path / "clean"), teacher_share=0.5))
+    unlabelled = replace(config, data=replace(config.data, teacher_shards=(str(tmp_path / "clean"),), teacher_share=0.5))
     with pytest.raises(ValueError, match="not a teacher's labels"):
         build_datasets(unlabelled)
     assert degrade(config_path, tmp_path / "roomy", seed=3, partitions=2, teacher="deepfilternet3") == 2  # rooms: refused
@@ -323,6 +324,37 @@ def test_rejected_teacher_labels_are_not_read_back(tmp_path):
     write_index(tmp_path, {**info, "teacher_rejected": [0, 1, 2]})
     with pytest.raises(ValueError, match="every one of its 3 teacher's labels was rejected"):
         ShardedPairs(tmp_path, 16_000, 800, ("dry", "early"), seed=0)
+
+
+def write_set(folder, values, teacher="deepfilternet3", rejected=()):
+    """A one-shard set whose pair ``i`` is constant ``values[i]`` (noisy) and ``values[i] / 2`` (targets)."""
+    folder.mkdir()
+    write_shard(folder, 0, [(i, np.full((1, 800), v, np.float32), np.full((2, 800), v / 2, np.float32)) for i, v in enumerate(values)], 16_000)
+    write_index(folder, {"count": len(values), "shard_size": len(values), "sample_rate": 16_000, "segment_samples": 800,
+                         "targets": ["dry", "early"], "teacher": teacher, "teacher_rejected": list(rejected)})
+    return ShardedPairs(folder, 16_000, 800, ("dry", "early"), seed=0)
+
+
+def test_joined_sets_read_what_one_set_of_their_kept_pairs_in_order_reads(tmp_path):
+    first = write_set(tmp_path / "first", [0.1, 0.2, 0.3], rejected=[1])
+    second = write_set(tmp_path / "second", [0.4, 0.5])
+    one = write_set(tmp_path / "one", [0.1, 0.3, 0.4, 0.5])
+    joined = JoinedPairs([first, second], seed=5)
+    one.seed = 5
+    assert len(joined) == 4 and joined.teacher == "deepfilternet3"
+    for epoch in range(3):
+        seen = set()
+        for index in range(6):  # an epoch longer than the set wraps around
+            noisy, target = joined[(epoch, index)]
+            expected_noisy, expected_target = one[(epoch, index)]
+            torch.testing.assert_close(noisy, expected_noisy, rtol=0, atol=0)
+            torch.testing.assert_close(target, expected_target, rtol=0, atol=0)
+            seen.add(round(float(noisy[0, 0]), 3))
+        assert seen == {0.1, 0.3, 0.4, 0.5}
+    assert [joined[(0, i)][0][0, 0].item() for i in range(4)] != [JoinedPairs([first, second], seed=6)[(0, i)][0][0, 0].item() for i in range(4)]
+    clean = write_set(tmp_path / "clean", [0.6], teacher=None)
+    with pytest.raises(ValueError, match="labelled by different systems"):
+        JoinedPairs([first, clean], seed=5)
 
 
 def test_midi_automation_reaches_the_executors_and_a_bad_midi_file_fails_before_any_task(spark, tmp_path):

@@ -84,6 +84,16 @@ def test_corrupt_or_foreign_checkpoints_raise(tmp_path):
         load_checkpoint(tmp_path / "old.pt")
 
 
+@pytest.mark.parametrize(("written", "share", "read"), [("/labels", 0.3, ("/labels",)), ("", 0.0, ())])
+def test_a_checkpoint_that_named_one_teacher_folder_reads_as_a_list(config, tmp_path, written, share, read):
+    payload = checkpoint_payload(build_state(config, CPU))
+    payload["config"]["data"] |= {"teacher_shards": written, "teacher_share": share}
+    save_checkpoint(tmp_path / "c.pt", payload)
+    saved = from_dict(Config, load_checkpoint(tmp_path / "c.pt")["config"])
+    assert saved.data.teacher_shards == read
+    assert replace(saved, data=replace(saved.data, teacher_shards=(), teacher_share=0.0)) == config
+
+
 def test_training_resumes_from_the_run_dir(config, tmp_path):
     run_dir = tmp_path / "run"
     assert train(config, run_dir, CPU, max_steps=2).step == 2

@@ -43,11 +43,11 @@ def test_an_extra_share_outside_the_open_interval_is_refused(share):
         BlendedPairs(Source(0.0), Source(1.0), share, seed=0)
 
 
-@pytest.mark.parametrize("data", [{"teacher_share": 0.3}, {"teacher_shards": "/somewhere"}, {"teacher_shards": "/x", "teacher_share": 1.0}])
+@pytest.mark.parametrize("data", [{"teacher_share": 0.3}, {"teacher_shards": ["/somewhere"]}, {"teacher_shards": ["/x"], "teacher_share": 1.0}])
 def test_teacher_share_and_teacher_shards_go_together(data):
     with pytest.raises(ValueError, match="data.teacher_share"):
         from_dict(Config, {"data": data})
-    assert from_dict(Config, {"data": {"teacher_shards": "/x", "teacher_share": 0.3}}).data.teacher_share == 0.3
+    assert from_dict(Config, {"data": {"teacher_shards": ["/x"], "teacher_share": 0.3}}).data.teacher_share == 0.3
 
 
 def test_a_teachers_label_is_kept_only_where_it_keeps_the_speech_and_at_the_clean_speechs_level():
