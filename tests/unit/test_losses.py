@@ -1,5 +1,6 @@
 """Loss functions: zero at the optimum, positive elsewhere, shapes checked."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,7 +24,7 @@ def test_reconstruction_losses_vanish_only_for_equal_signals():
 def test_reconstruction_losses_are_means_over_examples(loss):
     """So a DDP gradient average over equal shards equals the full-batch gradient."""
     gen = torch.Generator().manual_seed(1)
-    out, tgt = torch.randn(4, 1, 4000, generator=gen), torch.randn(4, 1, 4000, generator=gen)
+    out, tgt = torch.randn(4, 1, 8000, generator=gen), torch.randn(4, 1, 8000, generator=gen)
     torch.testing.assert_close(loss(out, tgt), (loss(out[:2], tgt[:2]) + loss(out[2:], tgt[2:])) / 2)
 
 
@@ -107,3 +108,37 @@ def test_si_sdr_loss_is_minus_the_known_ratio_and_scale_invariant():
     noise = noise * (target.square().sum(-1, keepdim=True) / noise.square().sum(-1, keepdim=True)).sqrt() * 10 ** (-10 / 20)
     assert losses.si_sdr_loss(target + noise, target).item() == pytest.approx(-10.0, abs=1e-3)
     assert losses.si_sdr_loss(0.1 * (target + noise), target).item() == pytest.approx(-10.0, abs=1e-3)
+
+
+def test_stoi_loss_is_one_minus_stoi_within_its_approximation():
+    """Frames at 16 kHz instead of STOI's 10 kHz and silence weighted instead of cut: it ranks noise levels as
+    STOI does and stays near it on speech in white noise."""
+    import synthetic
+
+    from speakup_fx.eval.metrics import stoi
+
+    rate = 16_000
+    clean = synthetic.speech_like(3.0, rate)[0]
+    noise = np.random.default_rng(0).standard_normal(len(clean)).astype(np.float32)
+    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2))
+    scores, references = [], []
+    for snr_db in (20, 5, -5):
+        noisy = clean + noise * np.float32(10 ** (-snr_db / 20))
+        scores.append(1 - losses.stoi_loss(torch.from_numpy(noisy)[None, None], torch.from_numpy(clean)[None, None], rate).item())
+        references.append(stoi(clean, noisy, rate))
+    assert scores == sorted(scores, reverse=True) and scores[0] - scores[-1] > 0.2
+    assert np.max(np.abs(np.array(scores) - references)) < 0.05
+    target = torch.from_numpy(clean)[None, None]
+    assert losses.stoi_loss(target, target, rate).item() == pytest.approx(0.0, abs=1e-5)
+    assert losses.stoi_loss(0.1 * target, target, rate).item() == pytest.approx(0.0, abs=1e-5)  # scale-invariant
+
+
+def test_stoi_loss_has_finite_gradients_on_silence_and_refuses_a_too_short_signal():
+    target = torch.randn(1, 1, 16_000, generator=torch.Generator().manual_seed(7))
+    target[..., :8000] = 0
+    for output in (target.clone(), torch.zeros_like(target)):
+        output.requires_grad_(True)
+        losses.stoi_loss(output, target).backward()
+        assert torch.isfinite(output.grad).all()
+    with pytest.raises(ValueError, match="STOI segment"):
+        losses.stoi_loss(target[..., :6000], target[..., :6000])
