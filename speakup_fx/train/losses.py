@@ -114,17 +114,17 @@ def over_suppression_loss(output: torch.Tensor, target: torch.Tensor, low_bin_sh
     return total / len(COMPRESSED_RESOLUTIONS)
 
 
-SI_SDR_EPS = 1e-8
-"""Energy floor of the SI-SDR ratio terms."""
+ENERGY_FLOOR = 1e-8
+"""Energy floor of the SI-SDR ratio and the STOI envelopes and norms (keeps them differentiable at zero)."""
 
 
 def si_sdr_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Negative scale-invariant SDR in dB (Le Roux et al. 2019), mean over examples and channels."""
     _check_pair(output, target)
     est, ref = output.reshape(-1, output.shape[-1]), target.reshape(-1, target.shape[-1])
-    scale = (est * ref).sum(-1, keepdim=True) / (ref.square().sum(-1, keepdim=True) + SI_SDR_EPS)
+    scale = (est * ref).sum(-1, keepdim=True) / (ref.square().sum(-1, keepdim=True) + ENERGY_FLOOR)
     projection = scale * ref
-    ratio = (projection.square().sum(-1) + SI_SDR_EPS) / ((est - projection).square().sum(-1) + SI_SDR_EPS)
+    ratio = (projection.square().sum(-1) + ENERGY_FLOOR) / ((est - projection).square().sum(-1) + ENERGY_FLOOR)
     return -10 * torch.log10(ratio).mean()
 
 
@@ -162,8 +162,8 @@ def stoi_loss(output: torch.Tensor, target: torch.Tensor, sample_rate: int = 16_
     window = _window(frame, output)
 
     power = lambda x: torch.stft(x.reshape(-1, x.shape[-1]), n_fft, frame // 2, frame, window=window, center=False, return_complex=True).abs().square()
-    envelopes = lambda p: (bands @ p + SI_SDR_EPS).sqrt()  # (signals, bands, frames)
-    norm = lambda x: (x.square().sum(-1) + SI_SDR_EPS).sqrt()  # differentiable at zero
+    envelopes = lambda p: (bands @ p + ENERGY_FLOOR).sqrt()  # (signals, bands, frames)
+    norm = lambda x: (x.square().sum(-1) + ENERGY_FLOOR).sqrt()  # differentiable at zero
     target_power = power(target)
     frame_energy = target_power.sum(1)
     active = frame_energy > frame_energy.amax(-1, keepdim=True) * 10 ** (-STOI_DYNAMIC_RANGE_DB / 10)

@@ -111,8 +111,8 @@ def test_si_sdr_loss_is_minus_the_known_ratio_and_scale_invariant():
 
 
 def test_stoi_loss_is_one_minus_stoi_within_its_approximation():
-    """Frames at 16 kHz instead of STOI's 10 kHz and silence weighted instead of cut: it ranks noise levels as
-    STOI does and stays near it on speech in white noise."""
+    """Frames at 16 kHz instead of STOI's 10 kHz, and silent frames dropped from the spectrum rather than from the
+    waveform: it ranks noise levels as STOI does and stays near it on speech in white noise."""
     import synthetic
 
     from speakup_fx.eval.metrics import stoi
