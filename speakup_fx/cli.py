@@ -1,6 +1,6 @@
 """The ``speakup`` command.
 
-Subcommands: ``bounce``, ``spark``, ``presets``, ``train``, ``eval``, ``demo``, ``serve``, ``install-plugin``. Each lives in the
+Subcommands: ``bounce``, ``spark``, ``presets``, ``train``, ``import-speech``, ``eval``, ``demo``, ``serve``, ``install-plugin``. Each lives in the
 module that owns it, which provides ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their subcommand runs.
 
@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "spark": ("speakup_fx.spark.cli", "bounce files or write training shards on Apache Spark (local or a cluster)"),
     "presets": ("speakup_fx.presets", "list or show presets"),
     "train": ("speakup_fx.train.cli", "train the enhancement model (launch with torchrun for DDP)"),
+    "import-speech": ("speakup_fx.data.import_speech", "turn clean speech from elsewhere into a training folder (data.extra_speech)"),
     "eval": ("speakup_fx.eval.cli", "score noisy input, the classic engine and the model"),
     "demo": ("speakup_fx.demo", "enhance a generated (or your own) example recording with a preset"),
     "serve": ("speakup_fx.server.serve", "run the per-user model server behind SpeakUp.vst3 (the plugin starts it)"),

@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import torch
 from torch.utils.data import Dataset
 
 from speakup_fx.data.corpus import load_mono
-from speakup_fx.data.degrade import CODECS, codec_roundtrip, rms_db
+from speakup_fx.data.degrade import CODECS, band_limit, codec_roundtrip, rms_db
 from speakup_fx.dsp.resample import resample
 
 logger = logging.getLogger(__name__)
@@ -94,8 +93,7 @@ class BandLimiter:
         """The 16 kHz input for 48 kHz ``speech`` (1-D), time-aligned with ``target``."""
         x = resample(self.target(speech, params), TARGET_SAMPLE_RATE, INPUT_SAMPLE_RATE)
         if params.lowpass_hz is not None:
-            sos = scipy.signal.butter(params.lowpass_order, params.lowpass_hz, fs=INPUT_SAMPLE_RATE, output="sos")
-            x = scipy.signal.sosfiltfilt(sos, x).astype(np.float32)
+            x = band_limit(x, params.lowpass_hz, INPUT_SAMPLE_RATE, params.lowpass_order)
         if params.codec is not None:
             x = codec_roundtrip(x, INPUT_SAMPLE_RATE, params.codec, params.bitrate_bps)
         return np.ascontiguousarray(x, dtype=np.float32)

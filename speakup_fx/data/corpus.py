@@ -30,17 +30,22 @@ class ManifestRow:
     duration_s: float
     sample_rate: int
     licence: str
+    band_hz: float | None = None
+    """Where the recording's band ends when it ends below the Nyquist frequency (a codec's band), else None."""
 
 
 def read_manifest(data_dir: str | Path) -> list[ManifestRow]:
-    """Rows of ``data_dir/manifest.csv`` with absolute paths."""
+    """Rows of ``data_dir/manifest.csv`` with absolute paths (an optional ``band_hz`` column: empty is full band)."""
     data_dir = Path(data_dir)
     manifest = data_dir / "manifest.csv"
     if not manifest.is_file():
         raise FileNotFoundError(f"data_dir: no manifest.csv in {data_dir}")
     with manifest.open(newline="") as f:
         return [
-            ManifestRow(r["split"], r["kind"], r["source"], data_dir / r["path"], float(r["duration_s"]), int(r["sample_rate"]), r["licence"])
+            ManifestRow(
+                r["split"], r["kind"], r["source"], data_dir / r["path"], float(r["duration_s"]), int(r["sample_rate"]), r["licence"],
+                float(r["band_hz"]) if r.get("band_hz") else None,
+            )
             for r in csv.DictReader(f)
         ]
 

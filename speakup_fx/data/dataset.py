@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from speakup_fx.data.corpus import ManifestRow, load_mono
-from speakup_fx.data.degrade import Degrader, rms_db
+from speakup_fx.data.degrade import Degrader, band_limit, rms_db
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,10 @@ def is_validation_file(path: Path, share: float = 0.02) -> bool:
 
 class DegradedSpeech(Dataset):
     """Item ``(epoch, index)`` -> ``(noisy, target)`` float32 tensors ``(1, segment_samples)`` and
-    ``(len(targets), segment_samples)`` (the kinds of ``Degrader.targets``)."""
+    ``(len(targets), segment_samples)`` (the kinds of ``Degrader.targets``).
+
+    A speech file whose band ends early (``ManifestRow.band_hz``, a codec's) gives a noisy input and targets
+    band-limited alike, so no target asks for speech, or for noise removal, where the file has none."""
 
     def __init__(
         self,
@@ -61,8 +64,8 @@ class DegradedSpeech(Dataset):
     def __len__(self) -> int:
         return len(self.speech)
 
-    def clean_segment(self, rng: np.random.Generator) -> np.ndarray:
-        """A random speech segment (zero-padded when the file is short), re-drawn while near silent; with chance
+    def clean_segment(self, rng: np.random.Generator) -> tuple[np.ndarray, float | None]:
+        """A random speech segment (zero-padded when the file is short) and its file's ``band_hz``, re-drawn while near silent; with chance
         ``lead_silence_prob`` it starts after a drawn silence: the noise alone first, as recordings start, where
         the model has no speech level to go by yet (training crops are cut from inside utterances)."""
         sample_rate = self.degrader.config.sample_rate
@@ -83,16 +86,19 @@ class DegradedSpeech(Dataset):
                 audio = audio[start : start + speech_samples]
             audio = np.pad(audio, (silence, speech_samples - len(audio)))
             if rms_db(audio) > _MIN_SPEECH_DB:
-                return audio
-        return audio
+                break
+        return audio, row.band_hz
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, index = item
         rng = np.random.default_rng([self.seed, epoch + 1, index])
-        clean = self.clean_segment(rng)
+        clean, band_hz = self.clean_segment(rng)
         params = self.degrader.draw(rng)
         noisy = self.degrader.apply(clean, params)
         target = self.degrader.targets(clean, params, self.targets)
+        if band_hz is not None:
+            rate = self.degrader.config.sample_rate
+            noisy, target = band_limit(noisy, band_hz, rate), np.stack([band_limit(t, band_hz, rate) for t in target])
         return torch.from_numpy(noisy)[None], torch.from_numpy(target)
 
 

@@ -122,6 +122,14 @@ def rms_db(x: np.ndarray) -> float:
     return 10 * np.log10(power) if power > 0 else -np.inf
 
 
+def band_limit(x: np.ndarray, cutoff_hz: float, sample_rate: int, order: int = 8) -> np.ndarray:
+    """``x`` (1-D) without its content above ``cutoff_hz``: a zero-phase Butterworth low-pass (nothing moves in time)."""
+    if not 0 < cutoff_hz < sample_rate / 2:
+        raise ValueError(f"cutoff_hz: expected 0 < cutoff < {sample_rate / 2:g} Hz, got {cutoff_hz}")
+    sos = scipy.signal.butter(order, cutoff_hz, fs=sample_rate, output="sos")
+    return scipy.signal.sosfiltfilt(sos, x).astype(np.float32)
+
+
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     """``speech + noise`` scaled so that mean power ratio speech/noise is ``snr_db`` (1-D, same length)."""
     if speech.shape != noise.shape:

@@ -147,10 +147,10 @@ def _teacher(name: str) -> Callable[[np.ndarray, int], np.ndarray]:
 
 def _dataset(config: Config) -> DegradedSpeech:
     """This process's training set for ``config`` (noise and room banks loaded once per executor process)."""
-    from speakup_fx.train.loop import build_degrader, degraded_speech, split_speech
+    from speakup_fx.train.loop import build_degrader, degraded_speech, extra_speech, split_speech
 
     key = repr(config)
     if key not in _DATASETS:
-        training, _ = split_speech(config)
+        training = split_speech(config)[0] + extra_speech(config)
         _DATASETS[key] = degraded_speech(config, training, build_degrader(config))
     return _DATASETS[key]

@@ -35,6 +35,7 @@ class DataConfig:
     workers: int = field(default=1, metadata={"help": "DataLoader worker processes per rank"})
     validation_examples: int = field(default=32, metadata={"help": "fixed degraded examples scored at each checkpoint"})
     targets: tuple[str, ...] = field(default=("dry",), metadata={"help": "target of each generator output: 'dry', 'reverberant' or 'early'"})
+    extra_speech: tuple[str, ...] = field(default=(), metadata={"help": "folders written by `speakup import-speech` (each with its manifest.csv): more training speech, filtered like data_dir's, never used for validation"})
     min_clean_dnsmos_bak: float = field(default=0.0, metadata={"help": "train only on speech files whose DNSMOS BAK (1-5, no reference) is at least this (validation files are kept); 0: keep all"})
     babble_noises: int = field(default=0, metadata={"help": "babble recordings (sums of training talkers, data.corpus.make_babble) added to the noise bank"})
     babble_talkers: tuple[int, int] = field(default=(3, 8), metadata={"help": "fewest and most talkers in one babble recording"})

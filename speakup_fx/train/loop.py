@@ -298,15 +298,27 @@ def split_speech(config: Config) -> tuple[list, list]:
     return training, [r for r in speech if is_validation_file(r.path)]
 
 
+def extra_speech(config: Config) -> list:
+    """The training speech of ``data.extra_speech``'s folders at the training rate, through the clean-speech filter."""
+    rows = []
+    for folder in config.data.extra_speech:
+        if not (Path(folder) / "manifest.csv").is_file():
+            raise ValueError(f"data.extra_speech: {folder} has no manifest.csv (write it with `speakup import-speech`)")
+        rows += [r for r in train_rows(folder, "speech") if r.sample_rate == config.degrade.sample_rate]
+    return keep_clean(rows, config.data.cache_dir, config.data.min_clean_dnsmos_bak)
+
+
 def build_datasets(config: Config) -> tuple[Dataset, DegradedSpeech]:
-    """Training and validation sets (validation: held-out speech files, fixed draws); training reads
+    """Training and validation sets (validation: held-out speech files, fixed draws; training adds
+    ``data.extra_speech``); training reads
     ``data.shards`` when set (pairs from ``speakup spark degrade``) instead of degrading on the fly, and
     draws a ``data.teacher_share`` of its examples from ``data.teacher_shards`` (a teacher's labels)."""
     c = config.data
     degrader = build_degrader(config)
     training, held_out = split_speech(config)
-    logger.info("%d training / %d validation speech files, %d noises, %d rooms", len(training), len(held_out), len(degrader.noises), len(degrader.rirs))
     validation = degraded_speech(config, held_out or training, degrader)
+    training = training + extra_speech(config)  # a new list: validation may hold the old one
+    logger.info("%d training / %d validation speech files, %d noises, %d rooms", len(training), len(held_out), len(degrader.noises), len(degrader.rirs))
     rate, samples = config.degrade.sample_rate, segment_samples(config)
     pairs = ShardedPairs(c.shards, rate, samples, c.targets, config.seed) if c.shards else degraded_speech(config, training, degrader)
     if not c.teacher_shards:

@@ -13,7 +13,8 @@ from speakup_fx.runtime.host import ModelHost
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
 from speakup_fx.train.config import Config, from_dict, load_config
 from speakup_fx.train.distributed import World
-from speakup_fx.train.loop import build_state, checkpoint_payload, lr_factor, restore, split_speech, stage_of, train, train_step
+from speakup_fx.data.import_speech import import_speech
+from speakup_fx.train.loop import build_datasets, build_state, checkpoint_payload, lr_factor, restore, split_speech, stage_of, train, train_step
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 CPU = World(0, 1, torch.device("cpu"))
@@ -272,3 +273,16 @@ def test_the_clean_speech_filter_drops_training_files_only(config):
     assert 0 < len(kept) < len(training) and kept_held_out == held_out
     with pytest.raises(ValueError, match="min_clean_dnsmos_bak"):
         split_speech(replace(config, data=replace(config.data, min_clean_dnsmos_bak=5.0)))
+
+
+def test_extra_speech_joins_training_only_and_a_folder_without_a_manifest_is_named(config, corpus, tmp_path):
+    extra = tmp_path / "extra"
+    import_speech(sorted((corpus / "speech").glob("*.flac"))[:2], extra, "more", "CC0", band_hz=5000.0, clip_s=1.0)
+    training, validation = build_datasets(config)
+    with_extra = replace(config, data=replace(config.data, extra_speech=(str(extra),)))
+    training_extra, validation_extra = build_datasets(with_extra)
+    added = training_extra.speech[len(training.speech) :]
+    assert training_extra.speech[: len(training.speech)] == training.speech and validation_extra.speech == validation.speech
+    assert [(r.source, r.band_hz) for r in added] == [("more", 5000.0)] * 2
+    with pytest.raises(ValueError, match="data.extra_speech: .* has no manifest.csv"):
+        build_datasets(replace(config, data=replace(config.data, extra_speech=(str(tmp_path / "nothing"),))))

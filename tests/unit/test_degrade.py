@@ -15,6 +15,7 @@ from speakup_fx.data.degrade import (
     DegradeParams,
     Degrader,
     EqBand,
+    band_limit,
     codec_roundtrip,
     direct_path_index,
     drr_db,
@@ -264,11 +265,42 @@ def test_targets_without_a_room_are_all_dry_and_unknown_kinds_raise():
         degrader.targets(clean, params, ("wet",))
 
 
-def speech_set(tmp_path, **options) -> DegradedSpeech:
+def speech_set(tmp_path, band_hz=None, targets=("dry",), speech=None, **options) -> DegradedSpeech:
     path = tmp_path / "speech.flac"
-    sf.write(path, synthetic.speech_like(3.0, SAMPLE_RATE)[0], SAMPLE_RATE)
-    row = ManifestRow("train", "speech", "synthetic", path, 3.0, SAMPLE_RATE, "CC0")
-    return DegradedSpeech([row], make_degrader(), SAMPLE_RATE, seed=5, targets=("dry",), **options)
+    sf.write(path, synthetic.speech_like(3.0, SAMPLE_RATE)[0] if speech is None else speech, SAMPLE_RATE)
+    row = ManifestRow("train", "speech", "synthetic", path, 3.0, SAMPLE_RATE, "CC0", band_hz)
+    return DegradedSpeech([row], make_degrader(), SAMPLE_RATE, seed=5, targets=targets, **options)
+
+
+def energy_above_db(x: np.ndarray, cutoff_hz: float) -> float:
+    power = np.abs(np.fft.rfft(np.hanning(len(x)) * x)) ** 2  # windowed: no leakage from the band below
+    return 10 * np.log10(power[np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE) > cutoff_hz].sum() + 1e-30)
+
+
+def test_a_band_limited_file_band_limits_its_input_and_targets_alike(tmp_path):
+    targets, band_hz = ("reverberant", "dry"), 3000.0
+    full_band = synthetic.noise(3.0, SAMPLE_RATE, level_db=-20.0, seed=7)[0]  # "speech" that fills the band
+    full = speech_set(tmp_path, targets=targets, speech=full_band)
+    limited = speech_set(tmp_path, band_hz=band_hz, targets=targets, speech=full_band)
+    for index in range(4):
+        (noisy, target), (noisy_limited, target_limited) = full[(0, index)], limited[(0, index)]
+        np.testing.assert_array_equal(noisy_limited[0].numpy(), band_limit(noisy[0].numpy(), band_hz, SAMPLE_RATE))  # the same draws
+        for kind in range(len(targets)):
+            np.testing.assert_array_equal(target_limited[kind].numpy(), band_limit(target[kind].numpy(), band_hz, SAMPLE_RATE))
+            assert energy_above_db(target_limited[kind].numpy(), 4500.0) < energy_above_db(target[kind].numpy(), 4500.0) - 40
+        assert energy_above_db(noisy_limited[0].numpy(), 4500.0) < energy_above_db(noisy[0].numpy(), 4500.0) - 40
+
+
+def test_band_limit_keeps_the_band_in_place_and_rejects_cutoffs_outside_it():
+    x = synthetic.speech_like(1.0, SAMPLE_RATE)[0]
+    low = band_limit(x, 7000.0, SAMPLE_RATE)
+    assert low.dtype == np.float32 and low.shape == x.shape
+    spectrum, spectrum_low = np.fft.rfft(x), np.fft.rfft(low)
+    below = np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE) < 4000
+    np.testing.assert_allclose(spectrum_low[below], spectrum[below], atol=1e-3 * np.abs(spectrum).max())  # zero phase, unit gain
+    for cutoff_hz in (0.0, 8000.0):
+        with pytest.raises(ValueError, match="cutoff_hz"):
+            band_limit(x, cutoff_hz, SAMPLE_RATE)
 
 
 def test_lead_silence_puts_the_noise_alone_before_the_speech(tmp_path):
