@@ -41,13 +41,17 @@ def read_manifest(data_dir: str | Path) -> list[ManifestRow]:
     if not manifest.is_file():
         raise FileNotFoundError(f"data_dir: no manifest.csv in {data_dir}")
     with manifest.open(newline="") as f:
-        return [
+        rows = [
             ManifestRow(
                 r["split"], r["kind"], r["source"], data_dir / r["path"], float(r["duration_s"]), int(r["sample_rate"]), r["licence"],
                 float(r["band_hz"]) if r.get("band_hz") else None,
             )
             for r in csv.DictReader(f)
         ]
+    for row in rows:
+        if row.band_hz is not None and not 0 < row.band_hz < row.sample_rate / 2:
+            raise ValueError(f"{manifest}: {row.path.name}: band_hz {row.band_hz} outside (0, {row.sample_rate / 2:g}) Hz")
+    return rows
 
 
 def train_rows(data_dir: str | Path, kind: str, sample_rate: int | None = None) -> list[ManifestRow]:

@@ -3,11 +3,13 @@
 import hashlib
 
 import numpy as np
+import pytest
 import soundfile as sf
 import synthetic
 
 from speakup_fx.cli import main
 from speakup_fx.data.corpus import read_manifest, train_rows
+from speakup_fx.data.import_speech import import_speech
 from speakup_fx.dsp.resample import resample
 
 PCM16_STEP = 1 / 32768
@@ -61,3 +63,13 @@ def test_full_band_imports_have_no_band_and_bad_arguments_write_nothing(tmp_path
     assert main(["import-speech", str(folder / "bad.wav"), "--out", str(tmp_path / "none"), "--source", "s", "--licence", "CC0"]) == 2
     assert main(["import-speech", str(tmp_path / "missing"), "--out", str(tmp_path / "none2"), "--source", "s", "--licence", "CC0"]) == 2
     assert not (tmp_path / "never").exists() and not (tmp_path / "none" / "manifest.csv").exists()
+
+
+def test_a_manifest_band_outside_the_files_band_is_named(tmp_path):
+    folder, _ = sources(tmp_path)
+    out = tmp_path / "edited"
+    import_speech([folder / "c.flac"], out, "s", "CC0", band_hz=7000.0)
+    manifest = out / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace("7000.0", "9000.0"))
+    with pytest.raises(ValueError, match=r"manifest.csv: s_00000.flac: band_hz 9000.0 outside \(0, 8000\) Hz"):
+        read_manifest(out)
