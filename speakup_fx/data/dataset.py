@@ -65,9 +65,10 @@ class DegradedSpeech(Dataset):
         return len(self.speech)
 
     def clean_segment(self, rng: np.random.Generator) -> tuple[np.ndarray, float | None]:
-        """A random speech segment (zero-padded when the file is short) and its file's ``band_hz``, re-drawn while near silent; with chance
-        ``lead_silence_prob`` it starts after a drawn silence: the noise alone first, as recordings start, where
-        the model has no speech level to go by yet (training crops are cut from inside utterances)."""
+        """A random speech segment (zero-padded when the file is short) and its file's ``band_hz``, re-drawn while
+        near silent; with chance ``lead_silence_prob`` it starts after a drawn silence: the noise alone first, as
+        recordings start, where the model has no speech level to go by yet (training crops are cut from inside
+        utterances)."""
         sample_rate = self.degrader.config.sample_rate
         silence = 0
         if self.lead_silence_prob > 0 and rng.random() < self.lead_silence_prob:  # no draw when off: old draws stay

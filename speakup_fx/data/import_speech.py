@@ -69,12 +69,13 @@ def input_files(inputs: list[Path]) -> list[Path]:
 def decode_mono(path: Path, sample_rate: int) -> np.ndarray:
     """``path``'s first channel at ``sample_rate``, float32; ``MediaError`` when it cannot be decoded or is truncated."""
     with AudioReader(path) as reader:
-        audio = np.concatenate([block[0] for block in reader.blocks(_BLOCK_FRAMES)] or [np.zeros(0, np.float32)])
+        blocks = [block[0] for block in reader.blocks(_BLOCK_FRAMES)]
         if reader.truncation() is not None:
             raise MediaError(f"{path}: {reader.truncation()}")
         file_rate = reader.sample_rate
-    if not len(audio):
+    if not blocks:
         raise MediaError(f"{path}: no audio")
+    audio = np.concatenate(blocks)
     return resample(audio, file_rate, sample_rate) if file_rate != sample_rate else audio
 
 
