@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="TOML file with what differs from the defaults")
     parser.add_argument("--run-dir", type=Path, help="checkpoints and logs (default: runs/CONFIG_NAME); resumes from it automatically")
     parser.add_argument("--resume", action="store_true", help="fail unless the run dir holds a checkpoint to resume")
-    parser.add_argument("--init-from", type=Path, metavar="CHECKPOINT", help="a new run starts from this checkpoint's generator (EMA) weights, widened when the config's DFNet has more channels, its deep filters lengthened when it has a higher df_order (other fields may differ where the weights still fit, e.g. the look-ahead)")
+    parser.add_argument("--init-from", type=Path, metavar="CHECKPOINT", help="a new run starts from this checkpoint's generator (EMA) weights or a shipped weights file (.safetensors), widened when the config's DFNet has more channels, its deep filters lengthened when it has a higher df_order (other fields may differ where the weights still fit, e.g. the look-ahead)")
     parser.add_argument("--max-steps", type=int, help="stop after this many more steps")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--export", type=Path, metavar="WEIGHTS", help="write the run's best checkpoint as safetensors to WEIGHTS and exit")

@@ -24,6 +24,7 @@ from speakup_fx.models.dfnet import DFNet, lengthen_filters, widen_state
 from speakup_fx.models.discriminators import Discriminators
 from speakup_fx.models.paper import PaperGenerator
 from speakup_fx.models.streaming import StreamingGenerator
+from speakup_fx.runtime.weights import load_model
 from speakup_fx.train import losses
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
 from speakup_fx.train.config import Config, from_dict, segment_samples, to_dict
@@ -246,32 +247,41 @@ def restore(state: State, payload: dict) -> None:
         state.best_validation = float("inf")
 
 
-def initialise_from(state: State, checkpoint_path: str | Path) -> None:
-    """Start the generator (and its EMA copy) from another run's generator weights, EMA when kept; a DFNet
-    is widened when this config has more channels (``widen_state``), its deep filters lengthened when it has a
-    higher ``df_order`` (``lengthen_filters``), and takes the weights as they are when
-    only shapeless fields differ (e.g. ``lookahead_frames``). Step, optimizer and scores start fresh."""
-    payload = load_checkpoint(checkpoint_path)
+def starting_weights(path: str | Path) -> tuple[str, object, dict[str, torch.Tensor], int]:
+    """Generator name, its config section, weights and step of a training checkpoint (EMA weights when kept)
+    or of a shipped weights file (``.safetensors``, e.g. ``speakup_fx/weights/enhancer.safetensors``)."""
+    if Path(path).suffix == ".safetensors":
+        info, model = load_model(path)
+        return info.architecture.name, info.config, model.state_dict(), int(info.metadata.get("step", 0))
+    payload = load_checkpoint(path)
     saved = from_dict(Config, payload["config"])
-    weights = payload.get("generator_ema", payload["generator"])
-    generator = unwrap(state.generator)
-    if saved.generator != state.config.generator:
-        raise ValueError(f"--init-from: {checkpoint_path} holds a {saved.generator!r} generator, the config trains {state.config.generator!r}")
     name = saved.generator  # also the name of its config section
-    if getattr(saved, name) != getattr(state.config, name):
+    return name, getattr(saved, name), payload.get("generator_ema", payload["generator"]), payload["step"]
+
+
+def initialise_from(state: State, checkpoint_path: str | Path) -> None:
+    """Start the generator (and its EMA copy) from another run's generator weights (``starting_weights``); a
+    DFNet is widened when this config has more channels (``widen_state``), its deep filters lengthened when it
+    has a higher ``df_order`` (``lengthen_filters``), and takes the weights as they are when
+    only shapeless fields differ (e.g. ``lookahead_frames``). Step, optimizer and scores start fresh."""
+    name, saved, weights, step = starting_weights(checkpoint_path)
+    generator = unwrap(state.generator)
+    if name != state.config.generator:
+        raise ValueError(f"--init-from: {checkpoint_path} holds a {name!r} generator, the config trains {state.config.generator!r}")
+    if saved != getattr(state.config, name):
         if name != "dfnet":
-            raise ValueError(f"--init-from: {checkpoint_path} was trained with {name} {getattr(saved, name)}, the config says {getattr(state.config, name)}")
-        if saved.dfnet.channels != state.config.dfnet.channels:
-            weights = widen_state(weights, saved.dfnet, generator)
-        elif saved.dfnet.df_order != state.config.dfnet.df_order:
-            weights = lengthen_filters(weights, saved.dfnet, generator)
+            raise ValueError(f"--init-from: {checkpoint_path} was trained with {name} {saved}, the config says {getattr(state.config, name)}")
+        if saved.channels != state.config.dfnet.channels:
+            weights = widen_state(weights, saved, generator)
+        elif saved.df_order != state.config.dfnet.df_order:
+            weights = lengthen_filters(weights, saved, generator)
     try:
         generator.load_state_dict(weights)
     except RuntimeError as error:
         raise ValueError(f"--init-from: the weights of {checkpoint_path} do not fit this config's generator: {error}") from error
     if state.ema is not None:
         state.ema.load_state_dict(generator.state_dict())
-    logger.info("new run starting from the generator of %s (step %d)", checkpoint_path, payload["step"])
+    logger.info("new run starting from the generator of %s (step %d)", checkpoint_path, step)
 
 
 def build_degrader(config: Config, degrade: DegradeConfig | None = None) -> Degrader:

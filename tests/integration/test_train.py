@@ -13,6 +13,7 @@ from speakup_fx.runtime.host import ModelHost
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
 from speakup_fx.train.config import Config, from_dict, load_config
 from speakup_fx.train.distributed import World
+from speakup_fx.train.export import export_checkpoint
 from speakup_fx.data.import_speech import import_speech
 from speakup_fx.train.loop import build_datasets, build_state, checkpoint_payload, lr_factor, restore, split_speech, stage_of, train, train_step
 
@@ -230,6 +231,21 @@ def test_a_new_run_starts_from_a_narrower_runs_generator_widened(config, tmp_pat
     assert torch.allclose(got, expected, rtol=0, atol=1e-5 * expected.abs().max().item())
     with pytest.raises(ValueError, match="same DFNet config"):
         train(replace(wide_config, dfnet=replace(wide_config.dfnet, df_bins=8)), tmp_path / "other", CPU, max_steps=0, init_from=tmp_path / "narrow" / "checkpoint.pt")
+
+
+def test_a_new_run_starts_from_a_shipped_weights_file(config, tmp_path):
+    first = train(dfnet_config(config, ema_decay=0.5), tmp_path / "first", CPU, max_steps=2)
+    export_checkpoint(tmp_path / "first" / "best.pt", tmp_path / "enhancer.safetensors")
+    second = train(dfnet_config(config, ema_decay=0.5), tmp_path / "second", CPU, max_steps=0, init_from=tmp_path / "enhancer.safetensors")
+    assert second.step == 0
+    for name, value in first.ema.state_dict().items():  # the file stores float16
+        assert torch.equal(second.generator.state_dict()[name], value.half().float()), name
+    wide_config = replace(dfnet_config(config, ema_decay=0.5), dfnet=replace(first.config.dfnet, channels=12))
+    wide = train(wide_config, tmp_path / "wide", CPU, max_steps=0, init_from=tmp_path / "enhancer.safetensors")
+    x = torch.randn(1, 1, 3200)
+    with torch.no_grad():
+        expected, got = second.ema(x), wide.ema(x)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-5 * expected.abs().max().item())
 
 
 def test_a_new_run_takes_the_weights_of_a_run_with_another_lookahead(config, tmp_path):
