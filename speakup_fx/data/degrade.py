@@ -291,8 +291,8 @@ class Degrader:
     """
 
     def __init__(self, noises: list[np.ndarray], rirs: list[np.ndarray], real_rir_count: int, config: DegradeConfig = DegradeConfig()):
-        if not noises:
-            raise ValueError("noises: need at least one noise recording")
+        if not noises and config.noise_prob > 0:
+            raise ValueError(f"noises: need at least one noise recording (noise_prob {config.noise_prob})")
         if not 0 <= real_rir_count <= len(rirs):
             raise ValueError(f"real_rir_count {real_rir_count} outside [0, {len(rirs)}]")
         self.noises = noises

@@ -55,3 +55,30 @@ def test_room_target_bounds_order_the_targets_and_match_the_written_set(config, 
     room = next(s for s in find_eval_sets(tmp_path / "set") if s.name == "heldout_room")
     written = [si_sdr_db(sf.read(i.reference_path)[0], sf.read(i.input_path)[0]) for i in room.items]
     assert abs(np.mean(written) - bounds["noisy"]) < 0.05  # the same draws (FLAC rounding aside)
+
+
+def test_the_48k_room_set_is_reverberant_speech_of_the_validation_actors_against_its_direct_sound(config, tmp_path):
+    speech_dir, rate = Path(config.data.data_dir) / "speech_48k" / "ravdess", heldout.ROOM_48K_SAMPLE_RATE
+    sources = {}
+    for actor, take in ((21, 1), (21, 2), (22, 1), (1, 1)):  # actor 1 trains the bandwidth extension
+        path = speech_dir / f"actor{actor:02d}" / f"03-01-01-01-01-0{take}-{actor:02d}.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, synthetic.speech_like(1.0, rate, seed=actor + take)[0], rate, subtype="PCM_24")
+        sources[path.stem] = sf.read(path)[0]
+    assert heldout.write_room_48k_set(config, tmp_path / "a", files=2) == 2
+    assert heldout.write_room_48k_set(config, tmp_path / "b", files=2) == 2
+    assert heldout.write_room_48k_set(config, tmp_path / "all", files=10) == 3  # every validation file, no more
+
+    (room,) = find_eval_sets(tmp_path / "a")
+    assert room.name == heldout.ROOM_48K and len(room.items) == 2
+    for item in room.items:
+        assert item.input_path.stem.endswith(("-21", "-22"))
+        noisy, file_rate = sf.read(item.input_path)
+        clean, _ = sf.read(item.reference_path)
+        assert file_rate == rate and noisy.shape == clean.shape == sources[item.input_path.stem].shape
+        assert np.abs(noisy).max() <= heldout.PEAK_LIMIT + 1e-4
+        source = sources[item.input_path.stem]
+        # the reference is the direct sound: nearer the dry speech than the input through the whole room
+        assert np.corrcoef(noisy, source)[0, 1] < np.corrcoef(clean, source)[0, 1] - 0.01
+        again, _ = sf.read(tmp_path / "b" / item.input_path.relative_to(tmp_path / "a"))
+        np.testing.assert_array_equal(noisy, again)

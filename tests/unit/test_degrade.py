@@ -323,3 +323,15 @@ def test_lead_silence_off_leaves_the_examples_as_they_were(tmp_path):
         speech_set(tmp_path, lead_silence_prob=0.5, lead_silence_s_range=(0.5, 1.0))
     with pytest.raises(ValueError, match="lead_silence_prob"):
         speech_set(tmp_path, lead_silence_prob=1.5)
+
+
+def test_a_noise_bank_is_needed_only_when_noise_is_drawn():
+    with pytest.raises(ValueError, match="noises: need at least one noise recording"):
+        Degrader([], [], 0, DegradeConfig())
+    rir = np.zeros(800, np.float32)
+    rir[[0, 400]] = (1.0, 0.5)
+    rooms_only = Degrader([], [rir], 1, replace(DegradeConfig(), noise_prob=0.0, clean_only_prob=0.0, reverb_prob=1.0))
+    params = rooms_only.draw(np.random.default_rng(0))
+    assert params.noise_index is None and params.rir_index == 0
+    speech = synthetic.speech_like(0.5, SAMPLE_RATE)[0]
+    assert not np.allclose(rooms_only.apply(speech, params), rooms_only.target(speech, params))
