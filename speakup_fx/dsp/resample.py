@@ -39,6 +39,10 @@ KAISER_BETA = 8.0
 MAX_TABLE_ENTRIES = 1 << 22
 """A ratio's weight rows are tabulated (and shared) when phases * taps fit this, else computed per block."""
 
+OUTPUTS_PER_PRODUCT = 1024
+"""Output frames weighed in one product: the (outputs, taps) temporaries stay in cache (2-4x faster on long blocks
+than one product for the whole block), and each frame's sum is the same whatever the chunk."""
+
 
 def check_sample_rate(sample_rate: object) -> int:
     """Return ``sample_rate`` as an int, or raise ``ValueError`` unless it is a whole number in [8000, 192000] Hz."""
@@ -105,12 +109,13 @@ class StreamingResampler:
         if ready == self._next_output:
             return np.zeros((self.channels, 0), np.float32)
         outputs = np.arange(self._next_output, ready, dtype=np.int64)
-        positions = outputs * self.ticks_per_output - self.delay_ticks
-        starts = self._window_start(outputs)
-        phases = positions % self.ticks_per_input
-        weights = self._kernel.weights(phases)
-        windows = sliding_window_view(self._buffer, self._taps, axis=1)[:, starts - self._buffer_start]
-        out = (windows * weights).sum(axis=2)
+        phases = (outputs * self.ticks_per_output - self.delay_ticks) % self.ticks_per_input
+        starts = self._window_start(outputs) - self._buffer_start
+        windows = sliding_window_view(self._buffer, self._taps, axis=1)
+        out = np.empty((self.channels, len(outputs)), np.float32)
+        for first in range(0, len(outputs), OUTPUTS_PER_PRODUCT):
+            chunk = slice(first, first + OUTPUTS_PER_PRODUCT)
+            out[:, chunk] = (windows[:, starts[chunk]] * self._kernel.weights(phases[chunk])).sum(axis=2)
         self._next_output = ready
         keep_from = self._window_start(ready) - self._buffer_start
         self._buffer = self._buffer[:, keep_from:]
