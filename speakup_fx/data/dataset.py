@@ -95,8 +95,7 @@ class DegradedSpeech(Dataset):
         rng = np.random.default_rng([self.seed, epoch + 1, index])
         clean, band_hz = self.clean_segment(rng)
         params = self.degrader.draw(rng)
-        noisy = self.degrader.apply(clean, params)
-        target = self.degrader.targets(clean, params, self.targets)
+        noisy, target = self.degrader.degrade(clean, params, self.targets)
         if band_hz is not None:
             rate = self.degrader.config.sample_rate
             noisy, target = band_limit(noisy, band_hz, rate), np.stack([band_limit(t, band_hz, rate) for t in target])

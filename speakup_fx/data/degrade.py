@@ -367,34 +367,51 @@ class Degrader:
         """The training target: dry ``clean`` (1-D) at the drawn level."""
         return (clean * self._gain(clean, params)).astype(np.float32)
 
-    def early_room(self, params: DegradeParams) -> np.ndarray | None:
-        """``room(params)`` with its late tail decayed: whole for ``early_reflections_s`` after the direct path,
-        then faded by a further 60 dB per ``late_decay_s`` (the less-reverberant target of DeepFilterNet)."""
-        rir = self.room(params)
-        if rir is None:
-            return None
+    def early_room(self, rir: np.ndarray) -> np.ndarray:
+        """A ``room`` with its late tail decayed: whole for ``early_reflections_s`` after the direct path, then
+        faded by a further 60 dB per ``late_decay_s`` (the less-reverberant target of DeepFilterNet)."""
         c = self.config
         start = direct_path_index(rir) + int(round(c.early_reflections_s * c.sample_rate))
         late_s = np.maximum(np.arange(len(rir)) - start, 0) / c.sample_rate
         return (rir * np.exp(-3 * np.log(10) * late_s / c.late_decay_s)).astype(np.float32)
 
-    def direct_room(self, params: DegradeParams) -> np.ndarray | None:
-        """``room(params)`` cut to its direct sound: the Hann window of ``DIRECT_WINDOW_S`` around the peak that
+    def direct_room(self, rir: np.ndarray) -> np.ndarray:
+        """A ``room`` cut to its direct sound: the Hann window of ``DIRECT_WINDOW_S`` around the peak that
         ``reshape_drr`` scales. A measured response's direct sound carries its loudspeaker and microphone and may
         spread over a millisecond; this is the dry speech as that room's microphone heard it."""
-        rir = self.room(params)
-        return None if rir is None else (rir * _direct_window(rir, self.config.sample_rate)[1]).astype(np.float32)
+        return (rir * _direct_window(rir, self.config.sample_rate)[1]).astype(np.float32)
 
-    def targets(self, clean: np.ndarray, params: DegradeParams, kinds: tuple[str, ...]) -> np.ndarray:
-        """Targets ``(len(kinds), time)`` aligned with ``apply``: each of ``TARGETS`` is the clean speech at the
-        drawn level through no room ('dry'), the whole room ('reverberant'), its early part ('early') or its
-        direct sound alone ('direct')."""
+    def degrade(self, clean: np.ndarray, params: DegradeParams, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Degrade 1-D float32 ``clean`` as ``params`` say, and the targets ``(len(kinds), time)`` aligned with it:
+        each of ``TARGETS`` is the clean speech at the drawn level through no room ('dry'), the whole room
+        ('reverberant': the input's own convolution, before the noise), its early part ('early') or its direct
+        sound alone ('direct'). The room is reshaped once for all of them."""
+        if clean.ndim != 1:
+            raise ValueError(f"clean: expected a 1-D array, got shape {clean.shape}")
         unknown = set(kinds) - set(TARGETS)
         if unknown:
             raise ValueError(f"targets: unknown {sorted(unknown)}, expected some of {TARGETS}")
         dry = self.target(clean, params)
-        rooms = {"dry": lambda p: None, "reverberant": self.room, "early": self.early_room, "direct": self.direct_room}
-        return np.stack([self._through(dry, rooms[kind](params)) for kind in kinds])
+        rir = self.room(params)
+        reverberant = self._through(dry, rir)
+
+        def through(kind: str) -> np.ndarray:
+            if kind == "dry" or rir is None:
+                return dry
+            if kind == "reverberant":
+                return reverberant
+            return self._through(dry, self.early_room(rir) if kind == "early" else self.direct_room(rir))
+
+        targets = np.stack([through(kind) for kind in kinds]) if kinds else np.zeros((0, len(dry)), np.float32)
+        return (dry if params.clean_only else self._corrupt(reverberant, params)), targets
+
+    def apply(self, clean: np.ndarray, params: DegradeParams) -> np.ndarray:
+        """The degraded input of ``degrade`` alone; same length as ``clean``, aligned with ``target``."""
+        return self.degrade(clean, params, ())[0]
+
+    def targets(self, clean: np.ndarray, params: DegradeParams, kinds: tuple[str, ...]) -> np.ndarray:
+        """The targets of ``degrade`` alone, ``(len(kinds), time)``."""
+        return self.degrade(clean, params, kinds)[1]
 
     @staticmethod
     def _through(x: np.ndarray, rir: np.ndarray | None) -> np.ndarray:
@@ -404,15 +421,9 @@ class Degrader:
         delay = direct_path_index(rir)
         return scipy.signal.fftconvolve(x, rir)[delay : delay + len(x)].astype(np.float32)
 
-    def apply(self, clean: np.ndarray, params: DegradeParams) -> np.ndarray:
-        """Degrade 1-D float32 ``clean`` as ``params`` say; same length, aligned with ``target``."""
-        if clean.ndim != 1:
-            raise ValueError(f"clean: expected a 1-D array, got shape {clean.shape}")
-        x = self.target(clean, params)
-        if params.clean_only:
-            return x
+    def _corrupt(self, x: np.ndarray, params: DegradeParams) -> np.ndarray:
+        """``x`` (the speech through the room) with the drawn noise, EQ, band limit, clipping and codec."""
         sample_rate = self.config.sample_rate
-        x = self._through(x, self.room(params))
         if params.noise_index is not None:
             x = mix_at_snr(x, self._noise(params, len(x)), params.snr_db)
         x = _equalise(x, params.eq_bands, sample_rate)

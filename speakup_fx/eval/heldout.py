@@ -68,8 +68,7 @@ def _write_pairs(degrader: Degrader, speech: list[Path], folder: Path, seed: int
         rng = np.random.default_rng([seed, index])
         clean = load_mono(path, rate)
         params = degrader.draw(rng)
-        noisy = degrader.apply(clean, params)
-        target = degrader.targets(clean, params, (reference,))[0]
+        noisy, (target,) = degrader.degrade(clean, params, (reference,))
         scale = min(1.0, PEAK_LIMIT / max(float(np.abs(noisy).max()), float(np.abs(target).max()), 1e-9))
         for kind, audio in (("noisy", noisy), ("clean", target)):
             with atomic_write(folder / kind / f"{path.stem}.flac") as temporary:
@@ -118,8 +117,8 @@ def room_target_bounds(config: Config, early_reflections_s: float, late_decay_s:
     for index, row in enumerate(held_out):  # the draws of write_heldout_sets
         clean = load_mono(row.path, config.degrade.sample_rate)
         params = degrader.draw(np.random.default_rng([seed, index]))
-        dry, reverberant, early = degrader.targets(clean, params, ("dry", "reverberant", "early"))
-        for name, audio in (("noisy", degrader.apply(clean, params)), ("reverberant", reverberant), ("early", early)):
+        noisy, (dry, reverberant, early) = degrader.degrade(clean, params, ("dry", "reverberant", "early"))
+        for name, audio in (("noisy", noisy), ("reverberant", reverberant), ("early", early)):
             scores[name].append(si_sdr_db(dry, audio))
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
