@@ -29,7 +29,7 @@ def is_validation_file(path: Path, share: float = 0.02) -> bool:
 
 class DegradedSpeech(Dataset):
     """Item ``(epoch, index)`` -> ``(noisy, target)`` float32 tensors ``(1, segment_samples)`` and
-    ``(len(targets), segment_samples)`` (the kinds of ``Degrader.targets``).
+    ``(len(targets), segment_samples)`` (the kinds of ``Degrader.degrade``).
 
     A speech file whose band ends early (``ManifestRow.band_hz``, a codec's) gives a noisy input and targets
     band-limited alike, so no target asks for speech, or for noise removal, where the file has none."""

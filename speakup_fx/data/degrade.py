@@ -28,7 +28,7 @@ DIRECT_WINDOW_S = 0.0025
 """Half-width of the window around the direct-path peak that counts as direct sound."""
 
 TARGETS = ("dry", "reverberant", "early", "direct")
-"""Kinds of training target ``Degrader.targets`` makes."""
+"""Kinds of training target ``Degrader.degrade`` makes."""
 
 CODECS = ("libopus", "libmp3lame", "aac")
 
@@ -408,10 +408,6 @@ class Degrader:
     def apply(self, clean: np.ndarray, params: DegradeParams) -> np.ndarray:
         """The degraded input of ``degrade`` alone; same length as ``clean``, aligned with ``target``."""
         return self.degrade(clean, params, ())[0]
-
-    def targets(self, clean: np.ndarray, params: DegradeParams, kinds: tuple[str, ...]) -> np.ndarray:
-        """The targets of ``degrade`` alone, ``(len(kinds), time)``."""
-        return self.degrade(clean, params, kinds)[1]
 
     @staticmethod
     def _through(x: np.ndarray, rir: np.ndarray | None) -> np.ndarray:

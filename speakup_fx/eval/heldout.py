@@ -45,11 +45,11 @@ REFERENCES: dict[str, str] = {"heldout_room_direct": "direct"}
 
 ROOM_48K = "heldout_room_48k"
 """Reverberant full-band speech, no noise: RAVDESS's validation actors (``data.bwe.VALIDATION_ACTORS``; the enhancer
-trains on 16 kHz speech, none of it RAVDESS) at 48 kHz through the measured rooms (the simulated bank is 16 kHz only), each reshaped to a
-training RT60 and DRR so that they span ordinary rooms, not only halls. The reference is the room's direct sound
-(as ``heldout_room_direct``'s): at 48 kHz a measured direct sound carries its loudspeaker and microphone over
-about a millisecond (10-19 dB more energy than the unit impulse of the dry speech), which against the dry speech
-would dominate SI-SDR and level whatever a model did to the room."""
+trains on 16 kHz speech, none of it RAVDESS) at 48 kHz through the measured rooms (the simulated bank is 16 kHz
+only), each reshaped to a training RT60 and DRR so that they span ordinary rooms, not only halls. The reference is
+the room's direct sound (as ``heldout_room_direct``'s): at 48 kHz a measured direct sound carries its loudspeaker
+and microphone over about a millisecond (10-19 dB more energy than the unit impulse of the dry speech), which
+against the dry speech would dominate SI-SDR and level whatever a model did to the room."""
 
 ROOM_48K_SAMPLE_RATE = 48_000
 ROOM_48K_FILES = 32

@@ -224,7 +224,7 @@ def test_targets_keep_the_room_whole_early_or_not_at_all():
     clean = np.zeros(2 * SAMPLE_RATE, np.float32)
     clean[1000] = 1.0  # an impulse: each target is the response it went through
     params = DegradeParams(level_db=-20.0, rir_index=1)
-    dry, reverberant, early = degrader.targets(clean, params, ("dry", "reverberant", "early"))
+    dry, reverberant, early = degrader.degrade(clean, params, ("dry", "reverberant", "early"))[1]
     np.testing.assert_array_equal(dry, degrader.target(clean, params))
     gain = dry[1000]
     room = degrader.room(params)
@@ -244,7 +244,7 @@ def test_direct_target_is_the_direct_sound_a_spread_one_included():
     clean = np.zeros(SAMPLE_RATE, np.float32)
     clean[1000] = 1.0
     params = DegradeParams(level_db=-20.0, rir_index=0)
-    dry, direct, reverberant = degrader.targets(clean, params, ("dry", "direct", "reverberant"))
+    dry, direct, reverberant = degrader.degrade(clean, params, ("dry", "direct", "reverberant"))[1]
     half = int(round(DIRECT_WINDOW_S * SAMPLE_RATE))
     assert direct[1000] == pytest.approx(dry[1000]) and np.abs(direct[1001:1006]).min() > 0.05 * dry[1000]  # the spread kept
     outside = np.concatenate([direct[: 1000 - half], direct[1000 + half + 1 :]])
@@ -257,12 +257,12 @@ def test_targets_without_a_room_are_all_dry_and_unknown_kinds_raise():
     degrader = make_degrader()
     clean = synthetic.speech_like(0.5, SAMPLE_RATE)[0]
     params = DegradeParams(level_db=-25.0, noise_index=0, snr_db=5.0)
-    targets = degrader.targets(clean, params, ("reverberant", "early", "dry"))
+    targets = degrader.degrade(clean, params, ("reverberant", "early", "dry"))[1]
     assert targets.shape == (3, len(clean))
     for target in targets:
         np.testing.assert_array_equal(target, degrader.target(clean, params))
     with pytest.raises(ValueError, match="targets: unknown"):
-        degrader.targets(clean, params, ("wet",))
+        degrader.degrade(clean, params, ("wet",))[1]
 
 
 def speech_set(tmp_path, band_hz=None, targets=("dry",), speech=None, **options) -> DegradedSpeech:
