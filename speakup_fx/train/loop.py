@@ -161,7 +161,9 @@ def d_step(state: State, batch: dict[str, torch.Tensor]) -> dict[str, float]:
 
 def reconstruction_losses(config: Config, fake: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
     """The reconstruction terms that ``config.loss.weights`` names."""
-    options = {"gen/oversup": {"low_bin_share": config.loss.over_suppression_low_hz / (config.degrade.sample_rate / 2)},
+    spectra = losses.CompressedSpectra(fake, target)  # shared by the compressed terms
+    options = {"gen/mrspec": {"spectra": spectra},
+               "gen/oversup": {"low_bin_share": config.loss.over_suppression_low_hz / (config.degrade.sample_rate / 2), "spectra": spectra},
                "gen/stoi": {"sample_rate": config.degrade.sample_rate}}
     return {name: loss(fake, target, **options.get(name, {})) for name, loss in losses.RECONSTRUCTION_LOSSES.items() if name in config.loss.weights}
 

@@ -81,34 +81,61 @@ COMPRESSED_RESOLUTIONS: tuple[tuple[int, int], ...] = ((256, 128), (512, 256), (
 def _compressed_spectra(x: torch.Tensor, n_fft: int, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``|X|^0.3`` and ``|X|^0.3 e^{j phase}`` (as real pairs) of every channel of ``x``; real arithmetic (faster autograd)."""
     spectrum = torch.view_as_real(torch.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, window=_window(n_fft, x), return_complex=True))
-    power = spectrum.square().sum(-1).clamp_min(LOG_FLOOR**2)
-    return power ** (COMPRESSION / 2), spectrum * (power ** ((COMPRESSION - 1) / 2))[..., None]
+    real, imag = spectrum.unbind(-1)
+    power = (real.square() + imag.square()).clamp_min(LOG_FLOOR**2)
+    scale = power ** ((COMPRESSION - 1) / 2)  # |X|^(0.3 - 1): one power law serves both spectra
+    return power.sqrt() * scale, spectrum * scale[..., None]
 
 
-def multi_resolution_compressed_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``compressed_spectrum_loss`` (magnitude + complex MSE of ``|X|^0.3`` spectra) averaged over ``COMPRESSED_RESOLUTIONS``."""
-    _check_pair(output, target)
+class CompressedSpectra:
+    """The compressed spectra of an (output, target) pair at each of ``COMPRESSED_RESOLUTIONS``, computed on first
+    use, so the terms that share them (``gen/mrspec`` and ``gen/oversup``) pay for one set of STFTs."""
+
+    def __init__(self, output: torch.Tensor, target: torch.Tensor):
+        _check_pair(output, target)
+        self.output, self.target = output, target
+        self._pairs: dict[tuple[int, int], tuple] = {}
+
+    def at(self, n_fft: int, hop: int) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """((output magnitude, output complex), (target magnitude, target complex)) at this resolution."""
+        if (n_fft, hop) not in self._pairs:
+            self._pairs[n_fft, hop] = _compressed_spectra(self.output, n_fft, hop), _compressed_spectra(self.target, n_fft, hop)
+        return self._pairs[n_fft, hop]
+
+
+def _spectra_of(output: torch.Tensor, target: torch.Tensor, spectra: CompressedSpectra | None) -> CompressedSpectra:
+    if spectra is None:
+        return CompressedSpectra(output, target)
+    if spectra.output is not output or spectra.target is not target:
+        raise ValueError("spectra: computed for another (output, target) pair")
+    return spectra
+
+
+def multi_resolution_compressed_loss(output: torch.Tensor, target: torch.Tensor, spectra: CompressedSpectra | None = None) -> torch.Tensor:
+    """``compressed_spectrum_loss`` (magnitude + complex MSE of ``|X|^0.3`` spectra) averaged over ``COMPRESSED_RESOLUTIONS``;
+    ``spectra``: this pair's, when other terms share them."""
+    spectra = _spectra_of(output, target, spectra)
     total = output.new_zeros(())
     for n_fft, hop in COMPRESSED_RESOLUTIONS:
-        (out_mag, out_complex), (tgt_mag, tgt_complex) = _compressed_spectra(output, n_fft, hop), _compressed_spectra(target, n_fft, hop)
-        complex_error = (out_complex - tgt_complex).square().sum(-1).mean()
+        (out_mag, out_complex), (tgt_mag, tgt_complex) = spectra.at(n_fft, hop)
+        complex_error = 2 * F.mse_loss(out_complex, tgt_complex)  # the mean over bins of the squared distance
         total = total + COMPLEX_SHARE * complex_error + (1 - COMPLEX_SHARE) * F.mse_loss(out_mag, tgt_mag)
     return total / len(COMPRESSED_RESOLUTIONS)
 
 
-def over_suppression_loss(output: torch.Tensor, target: torch.Tensor, low_bin_share: float = 0.0) -> torch.Tensor:
+def over_suppression_loss(output: torch.Tensor, target: torch.Tensor, low_bin_share: float = 0.0, spectra: CompressedSpectra | None = None) -> torch.Tensor:
     """Squared shortfall of the output's compressed magnitude below the target's (only where it is below),
     averaged over ``COMPRESSED_RESOLUTIONS``: added to a symmetric term it makes removing speech cost more
     than leaving noise.
 
     Bins below ``low_bin_share`` of the Nyquist frequency are left to the symmetric terms: there the
     target holds only the window's leakage of the lowest harmonics, and penalising any shortfall teaches
-    the model to keep all low-frequency rumble.
+    the model to keep all low-frequency rumble. ``spectra``: this pair's, when other terms share them.
     """
-    _check_pair(output, target)
+    spectra = _spectra_of(output, target, spectra)
     total = output.new_zeros(())
     for n_fft, hop in COMPRESSED_RESOLUTIONS:
-        out_mag, tgt_mag = _compressed_spectra(output, n_fft, hop)[0], _compressed_spectra(target, n_fft, hop)[0]
+        (out_mag, _), (tgt_mag, _) = spectra.at(n_fft, hop)
         first = math.ceil(low_bin_share * (n_fft // 2))
         total = total + torch.relu(tgt_mag - out_mag).narrow(-2, first, out_mag.shape[-2] - first).square().mean()
     return total / len(COMPRESSED_RESOLUTIONS)

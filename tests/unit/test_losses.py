@@ -69,6 +69,32 @@ def test_multi_resolution_compressed_loss_vanishes_only_for_equal_signals():
     assert scores == sorted(scores) and scores[0] > 0
 
 
+def test_compressed_spectra_are_the_power_law_of_the_stft():
+    x = torch.randn(2, 1, 8000, generator=torch.Generator().manual_seed(7))
+    magnitude, complex_pairs = losses._compressed_spectra(x, 512, 256)
+    spectrum = torch.stft(x.reshape(2, -1), 512, 256, window=torch.hann_window(512), return_complex=True)
+    floored = spectrum.abs().clamp_min(losses.LOG_FLOOR)
+    torch.testing.assert_close(magnitude, floored**losses.COMPRESSION, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(torch.view_as_complex(complex_pairs), spectrum * floored ** (losses.COMPRESSION - 1), rtol=1e-5, atol=1e-7)
+
+
+def test_compressed_terms_share_one_set_of_spectra(monkeypatch):
+    gen = torch.Generator().manual_seed(8)
+    target = torch.randn(2, 2, 8000, generator=gen)
+    output = target + 0.3 * torch.randn(2, 2, 8000, generator=gen)
+    alone = losses.multi_resolution_compressed_loss(output, target), losses.over_suppression_loss(output, target, 0.01)
+    computed = []
+    spectra_of = losses._compressed_spectra
+    monkeypatch.setattr(losses, "_compressed_spectra", lambda x, n_fft, hop: computed.append(n_fft) or spectra_of(x, n_fft, hop))
+    config = from_dict(Config, {"loss": {"weights": {"gen/mrspec": 1.0, "gen/oversup": 1.0}, "over_suppression_low_hz": 80.0}})
+    terms = reconstruction_losses(config, output, target)
+    assert sorted(computed) == sorted(2 * [n_fft for n_fft, _ in losses.COMPRESSED_RESOLUTIONS])  # output and target once each
+    torch.testing.assert_close(terms["gen/mrspec"], alone[0])
+    torch.testing.assert_close(terms["gen/oversup"], alone[1])
+    with pytest.raises(ValueError, match="another"):
+        losses.over_suppression_loss(target, output, spectra=losses.CompressedSpectra(output, target))
+
+
 def test_over_suppression_counts_only_output_below_target():
     target = torch.randn(2, 2, 8000, generator=torch.Generator().manual_seed(5))
     assert losses.over_suppression_loss(2.0 * target, target).item() == pytest.approx(0.0, abs=1e-12)
