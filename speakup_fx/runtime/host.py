@@ -194,7 +194,7 @@ class ModelHost:
         return batch
 
     def _to_device(self, audio: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(audio)
+        tensor = torch.from_numpy(audio if audio.flags.writeable else audio.copy())  # torch views only writable arrays
         if self.device.type != "cuda":
             return tensor.to(self.dtype)
         staging = self._pinned_buffer("in", audio.shape)

@@ -144,7 +144,7 @@ def test_stoi_loss_is_one_minus_stoi_within_its_approximation():
     from speakup_fx.eval.metrics import stoi
 
     rate = 16_000
-    clean = synthetic.speech_like(3.0, rate)[0]
+    clean = synthetic.speech_like(3.0, rate)[0].copy()  # a writable copy of the cached signal, for torch.from_numpy
     noise = np.random.default_rng(0).standard_normal(len(clean)).astype(np.float32)
     noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2))
     scores, references = [], []
