@@ -253,6 +253,21 @@ def test_direct_target_is_the_direct_sound_a_spread_one_included():
     assert np.abs(direct[inside]).max() <= np.abs(reverberant[inside]).max() + 1e-6
 
 
+def test_early_target_at_direct_level_is_the_early_target_at_the_direct_sounds_energy():
+    degrader = make_degrader(early_reflections_s=0.02, late_decay_s=0.05)
+    clean = synthetic.speech_like(1.0, SAMPLE_RATE)[0]
+    params = DegradeParams(level_db=-20.0, rir_index=1)
+    early, direct, levelled = degrader.degrade(clean, params, ("early", "direct", "early_direct_level"))[1]
+    ratio = levelled @ early / (early @ early)  # the same signal, scaled
+    np.testing.assert_allclose(levelled, ratio * early, atol=1e-6)
+    room = degrader.room(params)
+    expected = np.sqrt(np.sum(degrader.direct_room(room) ** 2.0) / np.sum(degrader.early_room(room) ** 2.0))
+    assert ratio == pytest.approx(expected, rel=1e-5) and ratio < 0.5  # this room's early reflections add 14 dB
+    # on speech the levels match within what the room's colour does to a signal that is not white (1 dB here)
+    assert rms_db(early) > rms_db(direct) + 10
+    assert rms_db(levelled) == pytest.approx(rms_db(direct), abs=2.0)
+
+
 def test_targets_without_a_room_are_all_dry_and_unknown_kinds_raise():
     degrader = make_degrader()
     clean = synthetic.speech_like(0.5, SAMPLE_RATE)[0]
