@@ -383,10 +383,11 @@ class Degrader:
 
     def early_room_at_direct_level(self, rir: np.ndarray) -> np.ndarray:
         """``early_room`` scaled to the energy of ``direct_room``: the late tail decayed and the level that the early
-        reflections add taken off too (up to 3.6 dB on the 48 kHz room set), so that removing the room keeps the
+        reflections add taken off too (3.6 dB on average on the 48 kHz room set), so that removing the room keeps the
         speech at its dry level without removing the early reflections' colour."""
         early = self.early_room(rir)
-        return (early * np.sqrt(np.sum(np.square(self.direct_room(rir), dtype=np.float64)) / np.sum(np.square(early, dtype=np.float64)))).astype(np.float32)
+        energy = lambda room: np.sum(np.square(room, dtype=np.float64))
+        return (early * np.sqrt(energy(self.direct_room(rir)) / energy(early))).astype(np.float32)
 
     def degrade(self, clean: np.ndarray, params: DegradeParams, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Degrade 1-D float32 ``clean`` as ``params`` say, and the targets ``(len(kinds), time)`` aligned with it:
