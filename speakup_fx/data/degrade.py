@@ -146,6 +146,11 @@ def direct_path_index(rir: np.ndarray) -> int:
     return int(np.argmax(np.abs(rir)))
 
 
+def _energy(x: np.ndarray) -> float:
+    """Sum of squares in float64."""
+    return float(np.sum(np.square(x, dtype=np.float64)))
+
+
 def _direct_window(rir: np.ndarray, sample_rate: int) -> tuple[int, np.ndarray]:
     """Start index and Hann weights of the direct-sound window around the peak."""
     peak = direct_path_index(rir)
@@ -386,8 +391,7 @@ class Degrader:
         reflections add taken off too (3.6 dB on average on the 48 kHz room set), so that removing the room keeps the
         speech at its dry level without removing the early reflections' colour."""
         early = self.early_room(rir)
-        energy = lambda room: np.sum(np.square(room, dtype=np.float64))
-        return (early * np.sqrt(energy(self.direct_room(rir)) / energy(early))).astype(np.float32)
+        return (early * np.sqrt(_energy(self.direct_room(rir)) / _energy(early))).astype(np.float32)
 
     def degrade(self, clean: np.ndarray, params: DegradeParams, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Degrade 1-D float32 ``clean`` as ``params`` say, and the targets ``(len(kinds), time)`` aligned with it:
@@ -403,13 +407,13 @@ class Degrader:
         dry = self.target(clean, params)
         rir = self.room(params)
         reverberant = self._through(dry, rir)
+        rooms = {"early": self.early_room, "direct": self.direct_room, "early_direct_level": self.early_room_at_direct_level}
 
         def through(kind: str) -> np.ndarray:
             if kind == "dry" or rir is None:
                 return dry
             if kind == "reverberant":
                 return reverberant
-            rooms = {"early": self.early_room, "direct": self.direct_room, "early_direct_level": self.early_room_at_direct_level}
             return self._through(dry, rooms[kind](rir))
 
         targets = np.stack([through(kind) for kind in kinds]) if kinds else np.zeros((0, len(dry)), np.float32)

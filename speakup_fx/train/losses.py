@@ -64,14 +64,8 @@ def compressed_spectrum_loss(output: torch.Tensor, target: torch.Tensor, n_fft: 
     so near-silent bins do not push the model to over-suppress.
     """
     _check_pair(output, target)
-    compressed = []
-    for s in (output, target):
-        spectrum = torch.stft(s.reshape(-1, s.shape[-1]), n_fft, hop, window=_window(n_fft, s), return_complex=True)
-        magnitude = spectrum.abs().clamp_min(LOG_FLOOR)
-        compressed.append((magnitude**COMPRESSION, spectrum * magnitude ** (COMPRESSION - 1)))
-    (out_mag, out_complex), (tgt_mag, tgt_complex) = compressed
-    complex_error = torch.view_as_real(out_complex - tgt_complex).square().sum(-1).mean()
-    return COMPLEX_SHARE * complex_error + (1 - COMPLEX_SHARE) * F.mse_loss(out_mag, tgt_mag)
+    (out_mag, out_complex), (tgt_mag, tgt_complex) = _compressed_spectra(output, n_fft, hop), _compressed_spectra(target, n_fft, hop)
+    return COMPLEX_SHARE * 2 * F.mse_loss(out_complex, tgt_complex) + (1 - COMPLEX_SHARE) * F.mse_loss(out_mag, tgt_mag)
 
 
 COMPRESSED_RESOLUTIONS: tuple[tuple[int, int], ...] = ((256, 128), (512, 256), (1024, 512))
