@@ -13,7 +13,7 @@ import csv
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -336,11 +336,6 @@ def run_benchmark(
     return results
 
 
-def _mean(values: Iterable[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else math.nan
-
-
 def _pooled_wer(rows: Sequence[FileResult]) -> float:
     transcribed = [r for r in rows if not math.isnan(r.word_errors) and r.reference_words > 0]
     words = sum(r.reference_words for r in transcribed)
@@ -371,7 +366,7 @@ def summarize(results: Sequence[FileResult]) -> list[Summary]:
                 system=system,
                 files=len(scored),
                 failed=len(failed),
-                **{name: _mean(getattr(r, name) for r in scored) for name in METRIC_NAMES},
+                **{name: metrics.mean_where_defined([getattr(r, name) for r in scored]) for name in METRIC_NAMES},
                 wer=_pooled_wer(scored),
                 rtf=sum(r.compute_s for r in scored) / duration_s if duration_s > 0 else math.nan,
                 lag_ms=float(np.median(lags)) if lags else math.nan,

@@ -223,12 +223,6 @@ def evaluate(files: list[Path], extend: Extender, quality: bool = True) -> list[
     return scores
 
 
-def _mean_where_defined(values: list[float]) -> float:
-    """The mean of the values that are not NaN (an artefact some files do not have, e.g. no pauses); NaN if none is."""
-    defined = [v for v in values if not np.isnan(v)]
-    return float(np.mean(defined)) if defined else float("nan")
-
-
 def summary(scores: list[FileScore]) -> dict:
     """Means over files per signal (WER pooled over words), the LSD ratio output / input and the kept-band change."""
     words = sum(s.reference_words for s in scores)
@@ -241,7 +235,7 @@ def summary(scores: list[FileScore]) -> dict:
     result["lsd_input"], result["lsd_output"] = result["input"]["lsd"], result["output"]["lsd"]
     result["lsd_ratio"] = result["lsd_output"] / result["lsd_input"]
     result["kept_band_change_db"] = result["output"]["kept_band_change_db"]
-    result["artefacts"] = {name: _mean_where_defined([getattr(s.artefacts, name) for s in scores]) for name in Artefacts.__dataclass_fields__ if name != "shortfall_db"}
+    result["artefacts"] = {name: metrics.mean_where_defined([getattr(s.artefacts, name) for s in scores]) for name in Artefacts.__dataclass_fields__ if name != "shortfall_db"}
     result["artefacts"]["deepest_notch_db"], result["artefacts"]["deepest_notch_hz"] = deepest_notch(np.mean([s.artefacts.shortfall_db for s in scores], axis=0))
     return result
 

@@ -50,6 +50,12 @@ class DnsmosScores:
     """overall quality"""
 
 
+def mean_where_defined(values) -> float:
+    """The mean of the values that are not NaN (a score some files do not have, e.g. no pauses); NaN if none is."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
 def _mono(audio: np.ndarray, name: str) -> np.ndarray:
     """``audio`` (1-D or one channel) as a float64 1-D copy; raise ValueError naming ``name``."""
     array = np.asarray(audio)

@@ -210,3 +210,8 @@ def test_band_energy_change_reads_a_gain_in_db():
     assert band_energy_change_db(reference, 0.5 * reference, 48_000, 0.0, 7_500.0) == pytest.approx(6.0206, abs=1e-3)
     with pytest.raises(ValueError, match="band"):
         band_energy_change_db(reference, reference, 48_000, 8_000.0, 7_000.0)
+
+
+def test_mean_where_defined_skips_missing_scores_and_is_nan_when_none_exist():
+    assert metrics.mean_where_defined([1.0, float("nan"), 3.0]) == 2.0
+    assert np.isnan(metrics.mean_where_defined([float("nan")])) and np.isnan(metrics.mean_where_defined([]))
