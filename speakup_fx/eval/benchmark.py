@@ -84,9 +84,11 @@ class FileResult:
 class Summary:
     """Means over the files one system scored on one data set.
 
-    ``rtf`` is total compute time over total audio duration; ``lag_ms`` the median
-    lag of the outputs behind their references (0 when aligned); ``wer`` the word errors
-    over all files / the words of all the references' transcripts.
+    ``speech_level_median_db`` is the median of the files' speech levels against their
+    references (one loud or quiet file moves the mean but not the median); ``rtf`` is total
+    compute time over total audio duration; ``lag_ms`` the median lag of the outputs behind
+    their references (0 when aligned); ``wer`` the word errors over all files / the words of
+    all the references' transcripts.
     """
 
     dataset: str
@@ -97,6 +99,7 @@ class Summary:
     stoi: float
     si_sdr_db: float
     speech_level_db: float
+    speech_level_median_db: float
     dnsmos_sig: float
     dnsmos_bak: float
     dnsmos_ovrl: float
@@ -354,6 +357,7 @@ def summarize(results: Sequence[FileResult]) -> list[Summary]:
         system_errors = [r.error for r in rows if r.error and not r.file]
         duration_s = sum(r.duration_s for r in scored)
         lags = [r.lag_ms for r in scored if not math.isnan(r.lag_ms)]
+        levels_db = [r.speech_level_db for r in scored if not math.isnan(r.speech_level_db)]
         if system_errors:
             note = system_errors[0]
         elif failed:
@@ -367,6 +371,7 @@ def summarize(results: Sequence[FileResult]) -> list[Summary]:
                 files=len(scored),
                 failed=len(failed),
                 **{name: metrics.mean_where_defined([getattr(r, name) for r in scored]) for name in METRIC_NAMES},
+                speech_level_median_db=float(np.median(levels_db)) if levels_db else math.nan,
                 wer=_pooled_wer(scored),
                 rtf=sum(r.compute_s for r in scored) / duration_s if duration_s > 0 else math.nan,
                 lag_ms=float(np.median(lags)) if lags else math.nan,
@@ -386,6 +391,7 @@ _MARKDOWN_COLUMNS = (
     ("stoi", "STOI", "{:.3f}"),
     ("si_sdr_db", "SI-SDR dB", "{:.2f}"),
     ("speech_level_db", "level dB", "{:+.1f}"),
+    ("speech_level_median_db", "median level dB", "{:+.1f}"),
     ("dnsmos_sig", "DNSMOS SIG", "{:.2f}"),
     ("dnsmos_bak", "DNSMOS BAK", "{:.2f}"),
     ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"),

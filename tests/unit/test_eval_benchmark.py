@@ -40,6 +40,16 @@ def test_summary_means_skip_failed_files_and_metrics_that_do_not_apply():
     assert vb_model.error.startswith("unavailable") and math.isnan(vb_model.rtf)
 
 
+def test_summary_reports_the_median_speech_level_beside_the_mean():
+    levels_db = (-1.0, -2.0, -9.0, math.nan)
+    results = [FileResult("vb", "model", name, duration_s=1.0, speech_level_db=level_db)
+               for name, level_db in zip("abcd", levels_db)]
+    (summary,) = benchmark.summarize(results)
+    assert summary.speech_level_db == pytest.approx(-4.0)
+    assert summary.speech_level_median_db == pytest.approx(-2.0)
+    assert "| -4.0 | -2.0 |" in benchmark.markdown_table([summary])
+
+
 def test_markdown_table_has_one_row_per_summary_and_dashes_for_missing_metrics():
     table = benchmark.markdown_table(benchmark.summarize(rows()))
     lines = table.splitlines()
