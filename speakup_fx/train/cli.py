@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, help="stop after this many more steps")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--export", type=Path, metavar="WEIGHTS", help="write the run's best checkpoint as safetensors to WEIGHTS and exit")
+    parser.add_argument("--average-with", type=Path, metavar="WEIGHTS", help="with --export: write the half-and-half average of the run's best generator and this weights file's model (same architecture and config)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,11 +34,14 @@ def run(args: argparse.Namespace) -> int:
         logger.error("%s", error)
         return 2
     run_dir = args.run_dir or Path("runs") / args.config.stem
+    if args.average_with and not args.export:
+        logger.error("--average-with needs --export")
+        return 2
     if args.export:
         from speakup_fx.train.export import export_checkpoint
 
         try:
-            step = export_checkpoint(run_dir / "best.pt", args.export)
+            step = export_checkpoint(run_dir / "best.pt", args.export, args.average_with)
         except (ValueError, FileNotFoundError) as error:
             logger.error("%s", error)
             return 2

@@ -10,6 +10,7 @@ import torch
 from speakup_fx.cli import main
 from speakup_fx.data.quality import clean_speech_scores
 from speakup_fx.runtime.host import ModelHost
+from speakup_fx.runtime.weights import load_model, read_info
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
 from speakup_fx.train.config import Config, from_dict, load_config
 from speakup_fx.train.distributed import World
@@ -130,6 +131,10 @@ def test_cli_trains_then_exports_loadable_weights(config, corpus, tmp_path):
     assert main(["train", "--config", str(toml), "--run-dir", str(run_dir), "--export", str(weights)]) == 0
     stream = ModelHost("cpu").stream("enhancer", 1, weights)
     assert stream.process(synthetic.speech_like(0.3, 16_000)).shape == (1, 1, 4800)
+    averaged = tmp_path / "averaged.safetensors"
+    assert main(["train", "--config", str(toml), "--run-dir", str(run_dir), "--export", str(averaged), "--average-with", str(weights)]) == 0
+    assert ModelHost("cpu").stream("enhancer", 1, averaged).process(synthetic.speech_like(0.3, 16_000)).shape == (1, 1, 4800)
+    assert main(["train", "--config", str(toml), "--run-dir", str(run_dir), "--average-with", str(weights)]) == 2  # needs --export
     assert main(["train", "--config", str(tmp_path / "missing.toml")]) == 2
 
 
@@ -246,6 +251,24 @@ def test_a_new_run_starts_from_a_shipped_weights_file(config, tmp_path):
     with torch.no_grad():
         expected, got = second.ema(x), wide.ema(x)
     assert torch.allclose(got, expected, rtol=0, atol=1e-5 * expected.abs().max().item())
+
+
+def test_export_averages_the_run_with_the_weights_it_started_from(config, tmp_path):
+    first = train(dfnet_config(config, ema_decay=0.5), tmp_path / "first", CPU, max_steps=2)
+    export_checkpoint(tmp_path / "first" / "best.pt", tmp_path / "start.safetensors")
+    second = train(dfnet_config(config, ema_decay=0.5), tmp_path / "second", CPU, max_steps=2, init_from=tmp_path / "start.safetensors")
+    export_checkpoint(tmp_path / "second" / "best.pt", tmp_path / "soup.safetensors", average_with=tmp_path / "start.safetensors")
+    info, soup = load_model(tmp_path / "soup.safetensors")
+    assert info.metadata["averaged_with_sha256"] == read_info(tmp_path / "start.safetensors").metadata["sha256"]
+    start = first.ema.state_dict()
+    for name, value in second.ema.state_dict().items():
+        expected = (0.5 * start[name].half().float() + 0.5 * value).half().float()
+        assert torch.equal(soup.state_dict()[name], expected), name
+    assert not torch.equal(second.ema.state_dict()["input.weight"], start["input.weight"])  # the two differ
+    wide = train(replace(dfnet_config(config, ema_decay=0.5), dfnet=replace(first.config.dfnet, channels=12)), tmp_path / "wide", CPU, max_steps=1)
+    with pytest.raises(ValueError, match="differs from the run's"):
+        export_checkpoint(tmp_path / "wide" / "best.pt", tmp_path / "bad.safetensors", average_with=tmp_path / "start.safetensors")
+    assert not (tmp_path / "bad.safetensors").exists()
 
 
 def test_a_new_run_takes_the_weights_of_a_run_with_another_lookahead(config, tmp_path):
