@@ -356,8 +356,6 @@ def summarize(results: Sequence[FileResult]) -> list[Summary]:
         failed = [r for r in rows if r.error and r.file]
         system_errors = [r.error for r in rows if r.error and not r.file]
         duration_s = sum(r.duration_s for r in scored)
-        lags = [r.lag_ms for r in scored if not math.isnan(r.lag_ms)]
-        levels_db = [r.speech_level_db for r in scored if not math.isnan(r.speech_level_db)]
         if system_errors:
             note = system_errors[0]
         elif failed:
@@ -371,10 +369,10 @@ def summarize(results: Sequence[FileResult]) -> list[Summary]:
                 files=len(scored),
                 failed=len(failed),
                 **{name: metrics.mean_where_defined([getattr(r, name) for r in scored]) for name in METRIC_NAMES},
-                speech_level_median_db=float(np.median(levels_db)) if levels_db else math.nan,
+                speech_level_median_db=metrics.median_where_defined([r.speech_level_db for r in scored]),
                 wer=_pooled_wer(scored),
                 rtf=sum(r.compute_s for r in scored) / duration_s if duration_s > 0 else math.nan,
-                lag_ms=float(np.median(lags)) if lags else math.nan,
+                lag_ms=metrics.median_where_defined([r.lag_ms for r in scored]),
                 error=note,
             )
         )

@@ -56,6 +56,12 @@ def mean_where_defined(values) -> float:
     return float(np.mean(defined)) if defined else float("nan")
 
 
+def median_where_defined(values) -> float:
+    """The median of the values that are not NaN; NaN if none is."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.median(defined)) if defined else float("nan")
+
+
 def _mono(audio: np.ndarray, name: str) -> np.ndarray:
     """``audio`` (1-D or one channel) as a float64 1-D copy; raise ValueError naming ``name``."""
     array = np.asarray(audio)
