@@ -212,7 +212,7 @@ def test_band_energy_change_reads_a_gain_in_db():
         band_energy_change_db(reference, reference, 48_000, 8_000.0, 7_000.0)
 
 
-def test_mean_where_defined_skips_missing_scores_and_is_nan_when_none_exist():
+def test_mean_and_median_where_defined_skip_missing_scores_and_are_nan_when_none_exist():
     assert metrics.mean_where_defined([1.0, float("nan"), 3.0]) == 2.0
     assert np.isnan(metrics.mean_where_defined([float("nan")])) and np.isnan(metrics.mean_where_defined([]))
     assert metrics.median_where_defined([1.0, float("nan"), 3.0, 10.0]) == 3.0
