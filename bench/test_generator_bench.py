@@ -1,21 +1,22 @@
-"""Speed of the generators on CPU with 2 threads, as real-time factor (compute s per audio s).
+"""Speed of the generators on CPU with 1 and 2 threads, as real-time factor (compute s per audio s) and as a ratio
+to DeepFilterNet3 on 16 kHz mono measured in the same session.
 
-Target: the default (streaming) 16 kHz generator at RTF <= 0.05 with 2 threads, streaming
-with 100 ms blocks and whole-file (1 thread is measured too: on a shared machine small
-streaming ops suffer from thread synchronisation). The paper's WaveNet generator is measured for the ratio.
-Each figure is also reported as a ratio to DeepFilterNet3 on 16 kHz mono, measured in the same session.
-DFNet (the two-output enhancer of issue 9) is held to RTF <= 0.25 x DFN3's per channel (16 kHz mono),
-streaming hop by hop (10 ms blocks, the plugin's case) and whole-file, each round's RTF over that of a DFN3
+The earlier architectures (the streaming generator, streamed in 100 ms blocks and whole-file, and the paper's
+WaveNet generator) are recorded for comparison; no target applies to them.
+DFNet (the two-output enhancer of issue 9, the shipped architecture) is held to RTF <= 0.25 x DFN3's per channel
+(16 kHz mono), streaming hop by hop (10 ms blocks, the plugin's case) and whole-file, each round's RTF over that of a DFN3
 round timed just before it (median over rounds; ``reference.time_beside_dfn3``); the shipped weights stepped hop by
 hop through a ``ModelHost`` stream (what a real-time host pays on top of the model) are recorded too.
 Run: ``pytest bench/test_generator_bench.py --benchmark-enable``.
 """
 
+import statistics
+
 import numpy as np
 import pytest
 import torch
 
-from reference import AUDIO_S, time_beside_dfn3
+from reference import AUDIO_S, require_timing, time_beside_dfn3
 
 from speakup_fx.models.paper import PaperGenerator
 from speakup_fx.models.streaming import StreamingGenerator
@@ -24,7 +25,6 @@ from speakup_fx.runtime.weights import build_model, default_weights, read_info
 
 SAMPLE_RATE = 16_000
 HOP = 160
-RTF_TARGET = 0.05
 
 
 @pytest.fixture(params=[2, 1], ids=["2threads", "1thread"])
@@ -39,15 +39,16 @@ def audio(seconds: float) -> torch.Tensor:
     return 0.1 * torch.randn(1, 1, int(seconds * SAMPLE_RATE), generator=torch.Generator().manual_seed(0))
 
 
-def record(benchmark, reference, seconds: float, threads: int) -> float:
+def record(benchmark, reference, seconds: float, threads: int) -> None:
+    """Report the median round's RTF over ``seconds`` of audio and its ratio to ``reference``."""
+    require_timing(benchmark)
     rtf = benchmark.stats.stats.median / seconds
     benchmark.extra_info.update(rtf=rtf, threads=threads, **reference.extra_info(rtf))
     print(f"\n{benchmark.name}: RTF {rtf:.4f}, {reference.describe(rtf)}")
-    return rtf
 
 
 @torch.inference_mode()
-def test_default_generator_streams_100ms_blocks_in_real_time(benchmark, dfn3_reference, threads):
+def test_streaming_generator_100ms_blocks(benchmark, dfn3_reference, threads):
     generator = StreamingGenerator().eval()
     x, block = audio(10.0), SAMPLE_RATE // 10
 
@@ -57,15 +58,15 @@ def test_default_generator_streams_100ms_blocks_in_real_time(benchmark, dfn3_ref
             _, state = generator.forward_stream(x[..., i : i + block], state)
 
     benchmark.pedantic(run, rounds=5, warmup_rounds=1)
-    assert record(benchmark, dfn3_reference(SAMPLE_RATE, 1), 10.0, threads) <= RTF_TARGET
+    record(benchmark, dfn3_reference(SAMPLE_RATE, 1), 10.0, threads)
 
 
 @torch.inference_mode()
-def test_default_generator_whole_file_in_real_time(benchmark, dfn3_reference, threads):
+def test_streaming_generator_whole_file(benchmark, dfn3_reference, threads):
     generator = StreamingGenerator().eval()
     x = audio(10.0)
     benchmark.pedantic(generator, args=(x,), rounds=5, warmup_rounds=1)
-    assert record(benchmark, dfn3_reference(SAMPLE_RATE, 1), 10.0, threads) <= RTF_TARGET
+    record(benchmark, dfn3_reference(SAMPLE_RATE, 1), 10.0, threads)
 
 
 @torch.inference_mode()
@@ -82,9 +83,8 @@ DFNET_RATIO_TARGET = 0.25
 
 def record_beside_dfn3(benchmark, run, threads: int) -> float:
     """Time ``run`` (over ``AUDIO_S`` s of 16 kHz mono) beside DFN3 and report it; returns the paired ratio."""
-    reference = time_beside_dfn3(benchmark, run, SAMPLE_RATE, 1)
-    ratio = reference.paired_ratio([seconds / AUDIO_S for seconds in benchmark.stats.stats.data])
-    rtf = benchmark.stats.stats.median / AUDIO_S
+    round_rtfs, reference = time_beside_dfn3(benchmark, run, SAMPLE_RATE, 1)
+    ratio, rtf = reference.paired_ratio(round_rtfs), statistics.median(round_rtfs)
     benchmark.extra_info.update(rtf=rtf, threads=threads, **reference.extra_info(rtf), paired_ratio_to_dfn3=ratio)
     print(f"\n{benchmark.name}: RTF {rtf:.4f}, {ratio:.3f} x DFN3 paired by round ({reference.describe(rtf)})")
     return ratio
