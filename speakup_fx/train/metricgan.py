@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import multiprocessing
+import os
 import random
 from collections import deque
 from pathlib import Path
@@ -182,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def fine_tune(config: Config, args: argparse.Namespace, pool) -> None:
     """Run (or resume) the fine-tune in ``args.run_dir``, PESQ measured in ``pool``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("the MetricGAN+ fine-tune runs in one process (its discriminator and PESQ worker are not shared across ranks); launch it without torchrun")
     if config.optim.ema_decay <= 0:
         raise ValueError(f"optim.ema_decay = {config.optim.ema_decay}: the fine-tune validates and keeps an EMA copy; set it in (0, 1)")
     world = init_from_env("cpu")

@@ -134,3 +134,12 @@ weights = {{ "gen/mrspec" = 1.0, "gen/sisdr" = 0.01 }}
     assert (run / "best.pt").is_file() == (best != "0")
     main(["--config", str(config), "--run-dir", str(run)])  # the schedule is done: nothing more runs
     assert json.loads((run / "validation_pesq.json").read_text()) == scores
+
+
+def test_cli_refuses_torchrun_and_a_config_without_an_ema_copy(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="ema_decay"):  # tiny.toml keeps none
+        main(["--config", str(TINY), "--run-dir", str(tmp_path / "run")])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="one process"):
+        main(["--config", str(TINY), "--run-dir", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
