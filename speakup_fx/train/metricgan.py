@@ -8,7 +8,8 @@ replayed earlier batch), while the generator keeps the run's reconstruction loss
 The best checkpoint (``best.pt``) is the EMA generator with the highest mean PESQ-WB of the product mix on the
 fixed validation examples, so ``speakup train --export`` ships it.
 
-``python -m speakup_fx.train.metricgan --config C --run-dir R --init-from WEIGHTS --steps N``
+``python -m speakup_fx.train.metricgan --config C --run-dir R --init-from WEIGHTS`` (steps: the config's
+``schedule.generator_steps``)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pesq import PesqError, pesq
+from pesq import PesqError
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
@@ -32,6 +33,7 @@ from torch.utils.data import DataLoader
 
 from speakup_fx.atomic import atomic_write
 from speakup_fx.data.dataset import VALIDATION_EPOCH, EpochSampler
+from speakup_fx.eval.metrics import pesq_wb
 from speakup_fx.train.checkpoint import load_checkpoint, save_checkpoint
 from speakup_fx.train.config import Config, load_config
 from speakup_fx.train.distributed import init_from_env
@@ -88,9 +90,10 @@ def pesq_labels(references: np.ndarray, estimates: np.ndarray, sample_rate: int)
     """Normalised PESQ-WB of each ``(reference, estimate)`` row; NaN where PESQ finds no speech."""
     labels = np.full(len(references), np.nan, np.float32)
     for i, (reference, estimate) in enumerate(zip(references, estimates)):
-        score = pesq(sample_rate, reference, estimate, "wb", on_error=PesqError.RETURN_VALUES)
-        if score > 0:
-            labels[i] = (score - PESQ_FLOOR) / (PESQ_CEILING - PESQ_FLOOR)
+        try:
+            labels[i] = (pesq_wb(reference, estimate, sample_rate) - PESQ_FLOOR) / (PESQ_CEILING - PESQ_FLOOR)
+        except PesqError:  # no utterance found
+            continue
     return labels
 
 
