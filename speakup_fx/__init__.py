@@ -9,12 +9,15 @@ chain of them and pedalboard plugins), ``load_preset``, ``bounce`` and
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from speakup_fx.effect import Board, SpeakUp
 
-__version__ = version("speakup-fx")
+try:
+    __version__ = version("speakup-fx")
+except PackageNotFoundError:  # a source tree run without installing it (a lent GPU machine: train/travel.py)
+    __version__ = "0+source"
 
 __all__ = ["Board", "SpeakUp", "__version__", "bounce", "load_preset"]
 

@@ -15,7 +15,8 @@ import argparse
 import importlib
 import logging
 import sys
-from importlib.metadata import version
+
+from speakup_fx import __version__
 
 SUBCOMMANDS = {
     "bounce": ("speakup_fx.bounce.cli", "enhance audio/video files or folders"),
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``speakup``; returns the exit code."""
     parser = argparse.ArgumentParser(prog="speakup", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('speakup-fx')}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     wanted = next((a for a in (argv if argv is not None else sys.argv[1:]) if a in SUBCOMMANDS), None)
     for name, (module_name, help_text) in SUBCOMMANDS.items():

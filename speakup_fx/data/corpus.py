@@ -54,6 +54,21 @@ def read_manifest(data_dir: str | Path) -> list[ManifestRow]:
     return rows
 
 
+MANIFEST_FIELDS = ("split", "kind", "source", "path", "duration_s", "sample_rate", "licence", "band_hz")
+
+
+def write_manifest(data_dir: str | Path, rows: Sequence[ManifestRow]) -> None:
+    """Write ``data_dir/manifest.csv`` atomically in ``read_manifest``'s format; each row's file lies in ``data_dir``."""
+    data_dir = Path(data_dir)
+    with atomic_write(data_dir / "manifest.csv") as temporary, temporary.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(MANIFEST_FIELDS)
+        writer.writerows(
+            (r.split, r.kind, r.source, r.path.relative_to(data_dir).as_posix(), f"{r.duration_s:.3f}", r.sample_rate, r.licence, r.band_hz or "")
+            for r in rows
+        )
+
+
 def train_rows(data_dir: str | Path, kind: str, sample_rate: int | None = None) -> list[ManifestRow]:
     """Training rows of one ``kind`` ('speech', 'noise', 'rir'), optionally at one native rate."""
     return [
@@ -153,9 +168,14 @@ def simulate_small_rooms(count: int, sample_rate: int, seed: int = 0) -> list[np
     return rirs
 
 
+def simulated_rooms_path(cache_dir: str | Path, count: int, sample_rate: int, seed: int = 0) -> Path:
+    """Where ``simulated_rooms_cached`` keeps a room bank."""
+    return Path(cache_dir) / f"small_rooms_{count}_{sample_rate}_{seed}.npz"
+
+
 def simulated_rooms_cached(cache_dir: str | Path, count: int, sample_rate: int, seed: int = 0) -> list[np.ndarray]:
     """``simulate_small_rooms`` computed once and kept in ``cache_dir`` (it is slow)."""
-    path = Path(cache_dir) / f"small_rooms_{count}_{sample_rate}_{seed}.npz"
+    path = simulated_rooms_path(cache_dir, count, sample_rate, seed)
     if path.is_file():
         with np.load(path) as data:
             return [data[f"rir{i}"] for i in range(count)]

@@ -22,9 +22,13 @@ VALIDATION_EPOCH = -1
 _MIN_SPEECH_DB = -55.0
 
 
+PACKED_SUFFIX = ".opus"
+"""What ``train/travel.py`` appends to a packed copy's name (``x.flac`` -> ``x.flac.opus``)."""
+
+
 def is_validation_file(path: Path, share: float = 0.02) -> bool:
-    """Whether a speech file is held out for validation (stable hash of its name)."""
-    return zlib.crc32(path.name.encode()) % 10_000 < share * 10_000
+    """Whether a speech file is held out for validation (stable hash of its name; a packed copy's counts as its source's)."""
+    return zlib.crc32(path.name.removesuffix(PACKED_SUFFIX).encode()) % 10_000 < share * 10_000
 
 
 class DegradedSpeech(Dataset):

@@ -16,7 +16,6 @@ import io
 import logging
 from dataclasses import dataclass, field
 
-import av
 import numpy as np
 import scipy.signal
 
@@ -253,6 +252,8 @@ def _equalise(x: np.ndarray, bands: tuple[EqBand, ...], sample_rate: int) -> np.
 
 def codec_roundtrip(x: np.ndarray, sample_rate: int, codec: str, bitrate_bps: int) -> np.ndarray:
     """Encode and decode 1-D ``x`` with a lossy codec (PyAV), realigned to ``x`` and of the same length."""
+    import av  # here, not at the top: runs without codec round trips train where PyAV is not installed (train/travel.py)
+
     if codec not in CODECS:
         raise ValueError(f"codec: expected one of {CODECS}, got {codec!r}")
     sample_format = "flt" if codec == "libopus" else "fltp"

@@ -13,7 +13,6 @@ written last, so a folder without one is an unfinished import. Exit 1 when some 
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 from pathlib import Path
 
@@ -21,12 +20,12 @@ import numpy as np
 import soundfile as sf
 
 from speakup_fx.atomic import atomic_write
+from speakup_fx.data.corpus import ManifestRow, write_manifest
 from speakup_fx.dsp.resample import resample
 from speakup_fx.media import AudioReader, MediaError
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_FIELDS = ("split", "kind", "source", "path", "duration_s", "sample_rate", "licence", "band_hz")
 _BLOCK_FRAMES = 65_536
 
 
@@ -100,7 +99,7 @@ def import_speech(
         path = out / f"{source}_{len(rows):05d}.flac"
         with atomic_write(path) as temporary:
             sf.write(temporary, audio, sample_rate, format="FLAC", subtype="PCM_16")
-        rows.append(("train", "speech", source, path.name, f"{len(audio) / sample_rate:.3f}", sample_rate, licence, band_hz or ""))
+        rows.append(ManifestRow("train", "speech", source, path, len(audio) / sample_rate, sample_rate, licence, band_hz))
         clip.clear()
 
     for path in files:
@@ -117,8 +116,5 @@ def import_speech(
         write_clip()
     if not rows:
         raise ValueError(f"no input could be decoded ({failed} tried)")
-    with atomic_write(out / "manifest.csv") as temporary, temporary.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(MANIFEST_FIELDS)
-        writer.writerows(rows)
+    write_manifest(out, rows)
     return len(rows), failed

@@ -18,20 +18,20 @@ from pathlib import Path
 
 from speakup_fx.atomic import atomic_write
 from speakup_fx.data.corpus import ManifestRow, load_mono
-from speakup_fx.eval import metrics
 
 logger = logging.getLogger(__name__)
 
 SCORE_NAMES = ("sig", "bak", "ovrl")
 """The DNSMOS figures kept per file; ``bak`` is the one that sees background noise."""
 
-_CACHE_NAME = "clean_speech_dnsmos.csv"
+CACHE_NAME = "clean_speech_dnsmos.csv"
 
-SHIPPED_SCORES = Path(__file__).with_name(_CACHE_NAME)
+SHIPPED_SCORES = Path(__file__).with_name(CACHE_NAME)
 """DNSMOS scores of the shared data's training speech, keyed by content (read before the cache)."""
 
 
-def _content_key(path: Path) -> str:
+def content_key(path: Path) -> str:
+    """The SHA-256 of a file's bytes, which score tables are keyed by."""
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -49,24 +49,31 @@ def read_scores(table: Path) -> tuple[dict[str, dict[str, float]], dict[str, str
 
 def clean_speech_scores(rows: Sequence[ManifestRow], cache_dir: str | Path, shipped: Path = SHIPPED_SCORES) -> dict[Path, dict[str, float]]:
     """DNSMOS ``{sig, bak, ovrl}`` of each row's file, computed for the files neither ``shipped`` nor the cache holds."""
-    cache = Path(cache_dir) / _CACHE_NAME
+    cache = Path(cache_dir) / CACHE_NAME
     known, _ = read_scores(shipped)
     cached, paths = read_scores(cache)
     known.update(cached)
-    keys = {row.path: _content_key(row.path) for row in rows}
+    keys = {row.path: content_key(row.path) for row in rows}
     missing = [row for row in rows if keys[row.path] not in known]
     if missing:
+        from speakup_fx.eval import metrics  # here: with every score known, training runs without the scorers installed (train/travel.py)
+
         logger.info("scoring %d clean speech files with DNSMOS (cached in %s)", len(missing), cache)
         for row in missing:
             scores = metrics.dnsmos(load_mono(row.path, metrics.METRIC_SAMPLE_RATE), metrics.METRIC_SAMPLE_RATE)
             known[keys[row.path]] = {n: round(getattr(scores, n), 4) for n in SCORE_NAMES}  # as the cache keeps them
             paths[keys[row.path]] = str(row.path)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(cache) as temporary, temporary.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(("sha256", "path") + SCORE_NAMES)
-            writer.writerows((key, paths[key]) + tuple(scores[n] for n in SCORE_NAMES) for key, scores in sorted(known.items()) if key in paths)
+        write_scores(cache, {key: scores for key, scores in known.items() if key in paths}, paths)
     return {row.path: known[keys[row.path]] for row in rows}
+
+
+def write_scores(table: Path, scores: dict[str, dict[str, float]], paths: dict[str, str]) -> None:
+    """Write a score table (``read_scores``'s format) atomically: ``{sha256: {sig, bak, ovrl}}``, ``{sha256: path}``."""
+    table.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(table) as temporary, temporary.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(("sha256", "path") + SCORE_NAMES)
+        writer.writerows((key, paths[key]) + tuple(figures[n] for n in SCORE_NAMES) for key, figures in sorted(scores.items()))
 
 
 def keep_clean(rows: Sequence[ManifestRow], cache_dir: str | Path, min_bak: float) -> list[ManifestRow]:

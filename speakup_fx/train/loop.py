@@ -385,22 +385,27 @@ def write_checkpoints(state: State, run_dir: Path, writer, validation: tuple[tor
 
 
 def train(
-    config: Config, run_dir: Path, world: World, max_steps: int | None = None, require_resume: bool = False, init_from: Path | None = None
+    config: Config, run_dir: Path, world: World, max_steps: int | None = None, require_resume: bool = False, init_from: Path | None = None,
+    max_minutes: float | None = None,
 ) -> State:
     """Run (or resume) the schedule, writing checkpoints and TensorBoard logs to ``run_dir``; a new run
-    starts from the generator of the checkpoint ``init_from`` when given (``initialise_from``).
+    starts from the generator of the checkpoint ``init_from`` when given (``initialise_from``). With
+    ``max_minutes`` it stops, checkpoints written, at the first log step that many minutes after the start.
 
     Torch runs on ``config.threads`` threads meanwhile; the caller's thread count is restored on exit.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, run_dir, world, max_steps, require_resume, init_from)
+        deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
+        return _train(config, run_dir, world, max_steps, require_resume, init_from, deadline)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config: Config, run_dir: Path, world: World, max_steps: int | None, require_resume: bool, init_from: Path | None) -> State:
+def _train(
+    config: Config, run_dir: Path, world: World, max_steps: int | None, require_resume: bool, init_from: Path | None, deadline: float | None
+) -> State:
     state = build_state(config, world)
     if (run_dir / "checkpoint.pt").is_file():
         restore(state, load_checkpoint(run_dir / "checkpoint.pt"))
@@ -430,24 +435,27 @@ def _train(config: Config, run_dir: Path, world: World, max_steps: int | None, r
         step=train_step,
         save=lambda snapshot: write_checkpoints(state, run_dir, writer, validation, snapshot),
         describe=lambda step: f"({stage_of(config, step - 1)}) ",
+        deadline=deadline,
     )
     if writer is not None:
         writer.close()
     return state
 
 
-def run_steps(state, loader, sampler, end: int, world: World, writer, config, step, save, describe=lambda step: "") -> None:
+def run_steps(state, loader, sampler, end: int, world: World, writer, config, step, save, describe=lambda step: "", deadline: float | None = None) -> None:
     """The training loop's body, shared by every model's trainer: step until ``end``, log, checkpoint.
 
     ``step(state, noisy, target) -> {name: value}`` runs one optimiser step and advances ``state.step``;
     metrics are averaged over ``config.log_every`` steps and across ranks; ``save(snapshot)`` writes the
     checkpoints on the main rank every ``config.checkpoint_every_s`` (and a numbered snapshot every
-    ``config.snapshot_every_s``) and at the end; ``describe(step)`` prefixes each log line's metrics.
+    ``config.snapshot_every_s``) and at the end; ``describe(step)`` prefixes each log line's metrics. Past
+    ``deadline`` (``time.monotonic()``) it ends at the next log step, on every rank at the same step.
     """
     last_checkpoint = last_snapshot = time.monotonic()
     sums: dict[str, float] = {}
     counted = 0
-    while state.step < end:
+    out_of_time = False
+    while state.step < end and not out_of_time:
         sampler.set_epoch(state.epoch)
         for noisy, target in loader:
             started = time.monotonic()
@@ -463,8 +471,12 @@ def run_steps(state, loader, sampler, end: int, world: World, writer, config, st
                         writer.add_scalar(k, v, state.step)
                     logger.info("step %d %s%s", state.step, describe(state.step),
                                 " ".join(f"{k}={v:.4f}" for k, v in sorted(means.items())))
+                if deadline is not None:  # one rank's clock decides for all, so none waits in a collective alone
+                    out_of_time = mean_across_ranks(torch.tensor(float(time.monotonic() >= deadline)), world).item() > 0
+                    if out_of_time:
+                        logger.info("step %d: out of time, stopping", state.step)
             now = time.monotonic()
-            done = state.step >= end
+            done = state.step >= end or out_of_time
             if world.is_main and (done or now - last_checkpoint >= config.checkpoint_every_s):
                 snapshot = now - last_snapshot >= config.snapshot_every_s
                 save(snapshot)

@@ -138,6 +138,13 @@ def test_cli_trains_then_exports_loadable_weights(config, corpus, tmp_path):
     assert main(["train", "--config", str(tmp_path / "missing.toml")]) == 2
 
 
+def test_a_run_out_of_minutes_stops_at_a_log_step_with_its_checkpoints(config, tmp_path):
+    state = train(config, tmp_path / "run", CPU, max_minutes=1e-9)  # past the deadline at the first log step (log_every 1)
+    assert state.step == 1 < sum((config.schedule.generator_steps, config.schedule.postnet_steps, config.schedule.adversarial_steps))
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 1
+    assert main(["train", "--config", str(TINY), "--max-minutes", "0"]) == 2
+
+
 def test_paper_generator_trains_through_the_same_loop(config):
     state = build_state(replace(config, generator="hifigan_paper"), CPU)
     logs = train_step(state, *batch())

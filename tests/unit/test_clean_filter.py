@@ -7,6 +7,7 @@ import synthetic
 
 from speakup_fx.data import quality
 from speakup_fx.data.corpus import ManifestRow
+from speakup_fx.eval import metrics
 
 RATE = 16_000
 
@@ -29,13 +30,13 @@ def rows(tmp_path):
 @pytest.fixture
 def counted(monkeypatch):
     calls = []
-    score = quality.metrics.dnsmos
+    score = metrics.dnsmos
 
     def dnsmos(audio, sample_rate):
         calls.append(audio.size)
         return score(audio, sample_rate)
 
-    monkeypatch.setattr(quality.metrics, "dnsmos", dnsmos)
+    monkeypatch.setattr(metrics, "dnsmos", dnsmos)
     return calls
 
 
@@ -77,13 +78,13 @@ def test_a_zero_threshold_scores_nothing(rows, tmp_path, counted):
 
 def test_shipped_scores_are_read_first_and_only_the_rest_is_scored(rows, tmp_path, counted):
     shipped = tmp_path / "shipped.csv"
-    key = quality._content_key(rows[0].path)
+    key = quality.content_key(rows[0].path)
     shipped.write_text(f"sha256,path,sig,bak,ovrl\n{key},speech/clean.flac,3.5,4.25,3.25\n")
     scores = quality.clean_speech_scores(rows, tmp_path / "cache", shipped)
     assert scores[rows[0].path] == {"sig": 3.5, "bak": 4.25, "ovrl": 3.25} and len(counted) == 1
     # the cache keeps what this machine scored, not the shipped rows
     cached, _ = quality.read_scores(tmp_path / "cache" / "clean_speech_dnsmos.csv")
-    assert list(cached) == [quality._content_key(rows[1].path)]
+    assert list(cached) == [quality.content_key(rows[1].path)]
 
 
 def test_the_shipped_table_holds_scores_of_every_training_speech_file():
