@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--out", type=Path, default=Path(".travel"), help="new folder to carry (default: .travel)")
     parser.add_argument("--init-from", type=Path, default=Path("speakup_fx/weights/enhancer.safetensors"), help="for the printed command")
-    parser.add_argument("--minutes", type=float, default=8.0, help="training minutes in the printed command (a call runs at most 10)")
+    parser.add_argument("--minutes", type=float, default=8.5, help="training minutes in the printed command (a call runs at most 10)")
     parser.add_argument("--no-wheels", action="store_true", help="leave the wheels out (the machine has them)")
     parser.add_argument("--limit-mib", type=float, default=LIMIT_MIB)
     args = parser.parse_args(argv)
