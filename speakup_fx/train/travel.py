@@ -83,9 +83,12 @@ def wheel_download_command(out: Path, python_version: str = DEVICE_PYTHON) -> li
 
 def repository_bytes(repository: Path, leave_out: tuple[Path, ...]) -> int:
     """Bytes of the files a lent machine copies from ``repository``: tracked and untracked-not-ignored, bar ``leave_out``."""
-    listed = subprocess.run(
-        ["git", "-C", str(repository), "ls-files", "-z", "--cached", "--others", "--exclude-standard"], check=True, capture_output=True,
-    ).stdout.decode().split("\0")
+    listing = subprocess.run(
+        ["git", "-C", str(repository), "ls-files", "-z", "--cached", "--others", "--exclude-standard"], capture_output=True, text=True,
+    )
+    if listing.returncode != 0:
+        raise ValueError(f"{repository}: git cannot list it ({listing.stderr.strip()}); run from the git checkout a lent machine copies")
+    listed = listing.stdout.split("\0")
     paths = [repository / name for name in listed if name]
     return sum(p.stat().st_size for p in paths if p.is_file() and not any(p.is_relative_to(skip) for skip in leave_out))
 
@@ -113,10 +116,11 @@ def pack(config: Config, out: Path, repository: Path, wheels: bool = True, limit
     check_travels(config)
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new folder or remove it")
+    partial = out.with_name(out.name + ".partial")
+    travelling = repository_bytes(repository, (out, partial))
     inside = out.resolve().is_relative_to(repository.resolve())
     if inside and subprocess.run(["git", "-C", str(repository), "check-ignore", "-q", str(out.resolve())]).returncode != 0:
         raise ValueError(f"{out}: inside the repository and not ignored by git, so it would travel twice (in the tree and carried); use .travel")
-    partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # an earlier pack's leftover: never a finished folder
     try:
         source_dir = Path(config.data.data_dir)
@@ -145,7 +149,6 @@ def pack(config: Config, out: Path, repository: Path, wheels: bool = True, limit
             subprocess.run(wheel_download_command(partial / "wheels"), check=True)
             wheel_names = tuple(sorted(p.name for p in (partial / "wheels").glob("*.whl")))
         data_bytes = sum(p.stat().st_size for p in partial.rglob("*") if p.is_file())
-        travelling = repository_bytes(repository, (out, partial))
         if data_bytes + travelling > limit_mib * 2**20:
             raise ValueError(
                 f"the pack ({data_bytes / 2**20:.1f} MiB) and the repository ({travelling / 2**20:.1f} MiB) exceed {limit_mib:g} MiB; "
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         packed = pack(load_config(args.config), args.out, Path.cwd(), not args.no_wheels, args.limit_mib)
-    except (ValueError, FileNotFoundError, FileExistsError, subprocess.CalledProcessError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, subprocess.CalledProcessError) as error:  # pip download fails as CalledProcessError
         logger.error("%s", error)
         return 2
     print(f"packed {packed.files} files, {packed.data_bytes / 2**20:.1f} MiB (+ {packed.repository_bytes / 2**20:.1f} MiB of repository); wheels: {', '.join(packed.wheels) or 'none'}")

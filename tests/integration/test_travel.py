@@ -163,6 +163,10 @@ def test_an_existing_folder_is_not_touched_and_an_oversized_pack_leaves_nothing(
     with pytest.raises(ValueError, match="not ignored by git"):
         travel.pack(load_config(config_path), REPO / "speakup_fx" / "pack", REPO, wheels=False)
     assert not (REPO / "speakup_fx" / "pack").exists() and not (REPO / "speakup_fx" / "pack.partial").exists()
+    (tmp_path / "copy").mkdir()  # a folder, not a git checkout
+    with pytest.raises(ValueError, match="git cannot list it"):
+        travel.pack(load_config(config_path), tmp_path / "elsewhere", tmp_path / "copy", wheels=False)
+    assert not (tmp_path / "elsewhere").exists()
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="exceed 0.01 MiB"):
         travel.pack(load_config(config_path), out, REPO, wheels=False, limit_mib=0.01)
