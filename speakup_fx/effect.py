@@ -17,6 +17,7 @@ feeding zeros flushes the tail.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from collections.abc import Iterable, Iterator, MutableSequence
 from typing import TYPE_CHECKING, Any, overload
@@ -138,7 +139,9 @@ class SpeakUp:
     to a preset file or a ``Preset``; ``overrides`` are parameter names (see
     ``speakup_fx.params.PARAMS``) or ``ChainOptions`` fields; ``device``
     (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``) is where the neural engine's model runs,
-    through the process's shared ``ModelHost`` for that device. Parameters are attributes
+    through the process's shared ``ModelHost`` for that device; ``enhancer_weights`` is a weights
+    file of kind ``enhancer`` (e.g. one you trained, ``speakup train --export``) that the neural
+    engine runs instead of the shipped one (checked when the effect is made). Parameters are attributes
     (validated; a change reaches the engine at the next block and is smoothed there); setting
     one that this chain does not act on raises ``ValueError``. ``options`` is fixed for the life
     of the effect.
@@ -167,10 +170,13 @@ class SpeakUp:
 
     __slots__ = (
         "_options", "_params", "_pending", "_midi_map", "_device", "_engine", "_streaming", "_channels_hint",
-        "_layout_hint", "_lock", "_pending_lock", "_offered",
+        "_layout_hint", "_lock", "_pending_lock", "_offered", "_enhancer_weights",
     )
 
-    def __init__(self, preset: str | Preset | None = None, *, device: str = "auto", **overrides: Any) -> None:
+    def __init__(
+        self, preset: str | Preset | None = None, *, device: str = "auto", enhancer_weights: str | os.PathLike[str] | None = None,
+        **overrides: Any,
+    ) -> None:
         from speakup_fx.presets import Preset, load_preset
 
         device = check_device(device)
@@ -184,6 +190,7 @@ class SpeakUp:
         self._pending: dict[str, float] = {}  # changes the engine has not seen yet
         self._midi_map = dict(configured.midi_map)
         self._device = device
+        self._enhancer_weights = None if enhancer_weights is None else os.fspath(enhancer_weights)
         self._engine: Engine | None = None
         self._streaming = False  # frames have gone through since the last reset
         self._channels_hint: int | None = None
@@ -337,6 +344,8 @@ class SpeakUp:
         for name in _OPTION_NAMES:
             if getattr(self._options, name) != getattr(default_options, name):
                 changed.append(f"{name}={getattr(self._options, name)!r}")
+        if self._enhancer_weights is not None:
+            changed.append(f"enhancer_weights={self._enhancer_weights!r}")
         return f"SpeakUp({', '.join(changed)})"
 
     def _reset(self) -> None:
@@ -361,7 +370,7 @@ class SpeakUp:
                 host = shared_host(self._device)
             with self._pending_lock:
                 self._pending.clear()
-                stages = build_chain(channels, self._options, self._params, host)
+                stages = build_chain(channels, self._options, self._params, host, self._enhancer_weights)
                 self._engine = Engine(channels, sample_rate, stages, self._params, output_sample_rate)
         return self._engine
 

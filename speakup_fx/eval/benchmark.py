@@ -239,6 +239,20 @@ def checkpoint_systems(checkpoint_path: str | Path) -> dict[str, Callable[[str],
     }
 
 
+def weights_systems(paths: Sequence[Path]) -> dict[str, Callable[[str], System]]:
+    """``{"model_STEM": factory}``: the restore preset's neural engine running each enhancer weights file (product path)."""
+    from speakup_fx.runtime.host import ModelHost
+
+    systems: dict[str, Callable[[str], System]] = {}
+    for path in paths:
+        ModelHost("cpu").info("enhancer", path)  # the header only: a missing or foreign file fails here, not mid-run
+        name = f"model_{path.stem}"
+        if name in systems:
+            raise ValueError(f"{path}: another weights file is also named {path.stem}")
+        systems[name] = lambda device, path=path: _speakup(device, enhancer_weights=path)
+    return systems
+
+
 SYSTEMS: dict[str, tuple[Callable[[str], System], str]] = {
     "noisy": (_noisy, "the input itself"),
     "classic": (lambda device: _speakup(device, engine="classic"), "SpeakUp(preset='restore', engine='classic')"),

@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", type=Path, default=None,
         help="also score each output of this training checkpoint's generator (EMA weights) as system checkpoint_OUTPUT",
     )
+    parser.add_argument(
+        "--weights", type=Path, nargs="+", default=[], metavar="WEIGHTS",
+        help="also score the restore preset running each of these enhancer weights files as system model_STEM (the shipped file is not touched)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +104,13 @@ def run(args: argparse.Namespace) -> int:
             logger.error("--checkpoint: %s", error)
             return 2
         system_names = [*system_names, *extra]
+    try:
+        weights = benchmark.weights_systems(args.weights)
+    except ValueError as error:
+        logger.error("--weights: %s", error)
+        return 2
+    extra |= weights
+    system_names = [*system_names, *weights]
     results = benchmark.run_benchmark(eval_sets, system_names, extra, args.wer, args.device)
     summaries = benchmark.summarize(results)
     paths = benchmark.write_results(args.out, results, summaries)

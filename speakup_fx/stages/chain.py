@@ -29,15 +29,17 @@ def _make(module: str, name: str, *args: object, **kwargs: object) -> Stage:
     return getattr(importlib.import_module(f"speakup_fx.stages.{module}"), name)(*args, **kwargs)
 
 
-def _neural_stages(channels: int, params: Mapping[str, float], host: ModelHost, bandwidth_extension: bool) -> list[Stage]:
+def _neural_stages(
+    channels: int, params: Mapping[str, float], host: ModelHost, bandwidth_extension: bool, enhancer_weights: str | None
+) -> list[Stage]:
     from speakup_fx.stages.blend import BlendStage
     from speakup_fx.stages.neural import ModelStage, NoiseAndRoomStage
 
-    if "dereverberated" in host.describe(ENHANCER_KIND).output_names:  # the model controls noise and room apart
-        enhancer: Stage = NoiseAndRoomStage(channels, host, ENHANCER_KIND, params)
+    if "dereverberated" in host.describe(ENHANCER_KIND, enhancer_weights).output_names:  # the model controls noise and room apart
+        enhancer: Stage = NoiseAndRoomStage(channels, host, ENHANCER_KIND, params, enhancer_weights)
         room: list[Stage] = []
     else:  # it removes both together: the room is controlled by late-reverb suppression after it
-        enhancer = BlendStage(ModelStage(channels, host, ENHANCER_KIND, "enhanced"), "denoise_amount", params)
+        enhancer = BlendStage(ModelStage(channels, host, ENHANCER_KIND, "enhanced", enhancer_weights), "denoise_amount", params)
         room = [_make("denoise", "SpectralDenoiseStage", channels, params, suppress_noise=False)]
     if bandwidth_extension:
         up: Stage = ModelStage(channels, host, BANDWIDTH_EXTENSION_KIND, "extended")
@@ -47,9 +49,10 @@ def _neural_stages(channels: int, params: Mapping[str, float], host: ModelHost, 
 
 
 def build_chain(
-    channels: int, options: ChainOptions, params: Mapping[str, float], host: ModelHost | None = None
+    channels: int, options: ChainOptions, params: Mapping[str, float], host: ModelHost | None = None, enhancer_weights: str | None = None
 ) -> list[Stage]:
-    """The stages ``options`` asks for, in processing order; the neural engine takes its model from ``host``.
+    """The stages ``options`` asks for, in processing order; the neural engine takes its model from ``host``
+    (``enhancer_weights``: a weights file of kind ``enhancer`` instead of the shipped one).
 
     Building loads no model (a neural stage opens its stream on ``prepare()`` or its first block).
     """
@@ -57,8 +60,10 @@ def build_chain(
     stages: list[Stage] = []
     if (neural or options.bandwidth_extension) and host is None:
         raise ValueError("the neural engine and the bandwidth extension need a ModelHost")
+    if enhancer_weights is not None and not neural:
+        raise ValueError(f"enhancer_weights: the {options.engine!r} engine runs no model; use engine='neural'")
     if neural:
-        stages += _neural_stages(channels, params, host, options.bandwidth_extension)
+        stages += _neural_stages(channels, params, host, options.bandwidth_extension, enhancer_weights)
     plan = (
         (options.highpass, "highpass", "HighpassStage", (params,)),
         (options.dehum, "dehum", "DehumStage", (params,)),

@@ -64,9 +64,9 @@ class NoiseAndRoomStage(HostedStage):
 
     uses = ("denoise_amount", "dereverb_amount")
 
-    def __init__(self, channels: int, host: ModelHost, kind: str, params: Mapping[str, float]) -> None:
+    def __init__(self, channels: int, host: ModelHost, kind: str, params: Mapping[str, float], weights: str | None = None) -> None:
         super().__init__(channels)
-        self.inner = ModelStage(channels, host, kind, "denoised")
+        self.inner = ModelStage(channels, host, kind, "denoised", weights)
         if "dereverberated" not in self.inner.spec.output_names:
             raise ValueError(f"{kind} model has outputs {self.inner.spec.output_names}, not 'dereverberated'")
         self._room_index = self.inner.spec.output_names.index("dereverberated")

@@ -223,6 +223,23 @@ def test_each_output_of_a_training_checkpoint_is_scored_as_a_system(data_dir, tm
     assert main([*args[:-1], str(tmp_path / "missing.pt")]) == 2
 
 
+def test_other_enhancer_weights_are_scored_through_the_product_path_as_model_stem(data_dir, tmp_path):
+    import shutil
+
+    from speakup_fx.runtime.weights import default_weights
+
+    candidate = tmp_path / "candidate.safetensors"
+    shutil.copyfile(default_weights("enhancer"), candidate)
+    out = tmp_path / "results"
+    args = ["eval", "--data-dir", str(data_dir), "--out", str(out), "--systems", "model", "--datasets", "voicebank_demand", "--limit", "1"]
+    assert main([*args, "--weights", str(candidate)]) == 0
+    scored = summaries_by_key(out)
+    shipped, copied = scored[("voicebank_demand", "model")], scored[("voicebank_demand", "model_candidate")]
+    assert copied.pesq_wb == shipped.pesq_wb and copied.si_sdr_db == shipped.si_sdr_db  # the same weights, the same process
+    assert main([*args, "--weights", str(default_weights("bandwidth_extension"))]) == 2
+    assert main([*args, "--weights", str(candidate), str(candidate)]) == 2  # two systems of one name
+
+
 def test_wer_counts_each_systems_word_errors_against_the_clean_transcript(data_dir, tmp_path, monkeypatch):
     # a stand-in recogniser: quiet audio (the references, the noisy inputs) is heard right, loud audio wrong
     heard = {"clean": ["ask", "her", "to", "bring"], "noisy": ["ask", "to", "ring"]}
