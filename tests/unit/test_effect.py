@@ -44,7 +44,7 @@ def test_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         chain_module,
         "build_chain",
-        lambda channels, options, params, host=None: [DelayStage(channels, 37), OutputGainStage(channels, params)],
+        lambda channels, options, params, host=None, enhancer_weights=None: [DelayStage(channels, 37), OutputGainStage(channels, params)],
     )
 
 
