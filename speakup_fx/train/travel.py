@@ -54,6 +54,9 @@ LIMIT_MIB = 64.0
 
 @dataclass(frozen=True)
 class Packed:
+    """What ``pack`` wrote: audio files, the pack's bytes, the repository's bytes that travel with it, and the
+    wheels it carries."""
+
     files: int
     data_bytes: int
     repository_bytes: int
